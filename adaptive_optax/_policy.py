@@ -1,0 +1,448 @@
+"""The controller's math: scalars in, scalars out, no optax plumbing.
+
+One :class:`ControllerState` and one :func:`step` serve every front end
+(``adaptive_scale``, ``adaptive_hyperparams``, ``simulate``). The state is a
+fixed-shape pytree and every branch is a ``jnp.where``, so a step can be
+jitted, scanned, vmapped over traced hyperparameters and replicated.
+
+Two semantics share the statistics and differ in how decisions are applied:
+
+* ``"reference"`` mirrors the seed's PyTorch ``AdaptiveScheduler.step`` line
+  for line, including its compounding: variance damping and the cosine overlay
+  are written back into the stored rate every step.
+* ``"stable"`` keeps the stored rate for decisions (trend, reward, patience)
+  only; variance damping and the cosine overlay modulate the *applied* rate.
+  Trends are decided over windows of ``var_window`` losses, with a noise band,
+  rather than from one noisy step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+MODES = ("stable", "reference")
+
+# Restart periods saturate here instead of overflowing int32 (T_i *= T_mult).
+MAX_COSINE_PERIOD = 2**30
+# Counters saturate here (a run of 2**31 steps must not wrap to negative).
+_INT_MAX = 2**31 - 1
+# The seed's guard against division by a zero previous loss.
+_REL_EPS = 1e-12
+
+
+class Hyperparams(NamedTuple):
+  """Numeric hyperparameters; each may be a Python number or a traced array."""
+
+  loss_beta: jax.typing.ArrayLike
+  reward_beta: jax.typing.ArrayLike
+  up_factor: jax.typing.ArrayLike
+  down_factor: jax.typing.ArrayLike
+  min_rel_improve: jax.typing.ArrayLike
+  var_damp_base: jax.typing.ArrayLike
+  var_damp_scale: jax.typing.ArrayLike
+  reward_up: jax.typing.ArrayLike
+  reward_down: jax.typing.ArrayLike
+  momentum_up: jax.typing.ArrayLike
+  momentum_down: jax.typing.ArrayLike
+  patience: jax.typing.ArrayLike
+  big_drop: jax.typing.ArrayLike
+  cooldown: jax.typing.ArrayLike
+  T0: jax.typing.ArrayLike
+  T_mult: jax.typing.ArrayLike
+  eta_min_scale: jax.typing.ArrayLike
+  rate_min: jax.typing.ArrayLike  # lr_min, or min_scale for adaptive_scale
+  rate_max: jax.typing.ArrayLike  # lr_max, or max_scale for adaptive_scale
+  momentum_min: jax.typing.ArrayLike
+  momentum_max: jax.typing.ArrayLike
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """Static switches: they change the program, so they cannot be traced."""
+
+  mode: str = "stable"
+  var_window: int = 20
+  use_reward: bool = False
+  use_cosine: bool = False
+  has_momentum: bool = False
+
+
+class ControllerState(NamedTuple):
+  """The controller's state. All leaves are scalars except ``loss_window``.
+
+  Field names are distinct from other optax states' fields (``scale``,
+  ``count``...) so ``optax.tree.get(state, "applied_rate")`` finds ours.
+  """
+
+  stored_rate: jax.Array  # (), float: LR (or scale) as moved by decisions.
+  applied_rate: jax.Array  # (), float: LR (or scale) used for the next update.
+  applied_momentum: jax.Array  # (), float: momentum for the next update.
+  loss_ema: jax.Array  # (), float: EMA of finite losses.
+  has_loss_ema: jax.Array  # (), bool: a finite loss has been seen.
+  prev_loss: jax.Array  # (), float: loss_ema at the end of the last step.
+  has_prev_loss: jax.Array  # (), bool: prev_loss is set.
+  loss_window: jax.Array  # (var_window,), float: ring buffer of raw losses.
+  window_fill: jax.Array  # (), int32: valid entries in loss_window (<= W).
+  window_pos: jax.Array  # (), int32: next write index in loss_window.
+  reward_ema: jax.Array  # (), float: EMA of finite rewards.
+  has_reward_ema: jax.Array  # (), bool: a finite reward has been seen.
+  prev_reward: jax.Array  # (), float: reward EMA at the last reward decision.
+  has_prev_reward: jax.Array  # (), bool: prev_reward is set.
+  reward_sq_dev: jax.Array  # (), float: EMA of squared reward deviations.
+  steps_since_improve: jax.Array  # (), int32: steps without an improvement.
+  cooldown_left: jax.Array  # (), int32: steps before patience may drop again.
+  cosine_t: jax.Array  # (), int32: steps into the current cosine period.
+  cosine_period: jax.Array  # (), int32: length of the current cosine period.
+  window_steps: jax.Array  # (), int32: finite losses since the last decision.
+  prev_window_mean: jax.Array  # (), float: mean of the last decided window.
+  prev_window_var: jax.Array  # (), float: variance of the last decided window.
+  has_prev_window: jax.Array  # (), bool: a window has been decided.
+  num_steps: jax.Array  # (), int32: updates seen (saturating).
+  num_nonfinite: jax.Array  # (), int32: non-finite losses skipped.
+
+
+def _sat_inc(x: jax.Array, by=1) -> jax.Array:
+  return jnp.where(x >= _INT_MAX - by, _INT_MAX, x + by).astype(jnp.int32)
+
+
+def window_stats(state: ControllerState):
+  """Mean and unbiased variance of the valid part of the loss window."""
+  w = state.loss_window
+  n = state.window_fill
+  mask = jnp.arange(w.shape[0]) < n
+  nf = jnp.maximum(n, 1).astype(w.dtype)
+  mean = jnp.sum(jnp.where(mask, w, 0)) / nf
+  sq = jnp.sum(jnp.where(mask, (w - mean) ** 2, 0))
+  var = jnp.where(n > 1, sq / jnp.maximum(n - 1, 1).astype(w.dtype), 0)
+  return mean, var
+
+
+def init(
+    hp: Hyperparams,
+    cfg: Config,
+    rate: jax.typing.ArrayLike,
+    momentum: jax.typing.ArrayLike,
+    dtype,
+) -> ControllerState:
+  """The state before any loss; in reference mode after the seed's first step.
+
+  The torch scheduler base class calls ``step()`` once from its constructor
+  with no metrics, which advances the cosine timer and clamps the bounds;
+  reference mode reproduces that here.
+  """
+  f = lambda x: jnp.asarray(x, dtype)
+  i = lambda x: jnp.asarray(x, jnp.int32)
+  b = lambda x: jnp.asarray(x, bool)
+  state = ControllerState(
+      stored_rate=f(rate),
+      applied_rate=f(rate),
+      applied_momentum=f(momentum),
+      loss_ema=f(0.0),
+      has_loss_ema=b(False),
+      prev_loss=f(0.0),
+      has_prev_loss=b(False),
+      loss_window=jnp.zeros((cfg.var_window,), dtype),
+      window_fill=i(0),
+      window_pos=i(0),
+      reward_ema=f(0.0),
+      has_reward_ema=b(False),
+      prev_reward=f(0.0),
+      has_prev_reward=b(False),
+      reward_sq_dev=f(0.0),
+      steps_since_improve=i(0),
+      cooldown_left=i(0),
+      cosine_t=i(0),
+      cosine_period=i(jnp.clip(jnp.asarray(hp.T0), 1, MAX_COSINE_PERIOD)),
+      window_steps=i(0),
+      prev_window_mean=f(0.0),
+      prev_window_var=f(0.0),
+      has_prev_window=b(False),
+      num_steps=i(0),
+      num_nonfinite=i(0),
+  )
+  if cfg.mode == "reference":
+    state = _reference_step(hp, cfg, state, None, None)
+    state = state._replace(num_steps=i(0))
+  else:
+    state = _finish(hp, cfg, state, state.stored_rate, state.applied_momentum)
+  return state
+
+
+def step(
+    hp: Hyperparams,
+    cfg: Config,
+    state: ControllerState,
+    loss: jax.typing.ArrayLike,
+    reward: jax.typing.ArrayLike | None = None,
+) -> ControllerState:
+  """Consumes one loss (and reward) and returns the next state.
+
+  A non-finite loss is a step with no metrics (the seed's ``step()`` without
+  ``step_loss``): statistics are left alone, timers still advance. A
+  non-finite reward is a step with no reward.
+  """
+  dtype = state.stored_rate.dtype
+  loss = jnp.asarray(loss).astype(dtype)
+  reward = None if reward is None else jnp.asarray(reward).astype(dtype)
+  if cfg.mode == "reference":
+    return _reference_step(hp, cfg, state, loss, reward)
+  return _stable_step(hp, cfg, state, loss, reward)
+
+
+# ---------------------------------------------------------------------------
+# Shared statistics
+
+
+def _observe(hp, cfg, state, loss, reward):
+  """Updates EMAs and the loss window; returns (state, has_loss, has_reward)."""
+  dtype = state.stored_rate.dtype
+  if loss is None:  # the seed's step() without metrics
+    has_loss = skipped = jnp.asarray(False)
+    loss = jnp.zeros((), dtype)
+  else:
+    has_loss = jnp.isfinite(loss)
+    skipped = ~has_loss
+  safe_loss = jnp.where(has_loss, loss, 0).astype(dtype)
+  beta = jnp.asarray(hp.loss_beta, dtype)
+  ema = jnp.where(
+      state.has_loss_ema,
+      beta * state.loss_ema + (1 - beta) * safe_loss,
+      safe_loss,
+  )
+  w = cfg.var_window
+  window = state.loss_window.at[state.window_pos].set(safe_loss)
+  state = state._replace(
+      loss_ema=jnp.where(has_loss, ema, state.loss_ema),
+      has_loss_ema=state.has_loss_ema | has_loss,
+      loss_window=jnp.where(has_loss, window, state.loss_window),
+      window_pos=jnp.where(has_loss, (state.window_pos + 1) % w, state.window_pos),
+      window_fill=jnp.where(
+          has_loss, jnp.minimum(state.window_fill + 1, w), state.window_fill
+      ),
+      num_nonfinite=jnp.where(
+          skipped, _sat_inc(state.num_nonfinite), state.num_nonfinite),
+  )
+
+  has_reward = jnp.asarray(False)
+  if cfg.use_reward and reward is not None:
+    has_reward = has_loss & jnp.isfinite(reward)
+    safe_r = jnp.where(has_reward, reward, 0).astype(dtype)
+    rbeta = jnp.asarray(hp.reward_beta, dtype)
+    dev = safe_r - state.reward_ema
+    r_ema = jnp.where(
+        state.has_reward_ema,
+        rbeta * state.reward_ema + (1 - rbeta) * safe_r,
+        safe_r,
+    )
+    sq = jnp.where(
+        state.has_reward_ema,
+        rbeta * state.reward_sq_dev + (1 - rbeta) * dev * dev,
+        0,
+    )
+    state = state._replace(
+        reward_ema=jnp.where(has_reward, r_ema, state.reward_ema),
+        reward_sq_dev=jnp.where(has_reward, sq, state.reward_sq_dev),
+        has_reward_ema=state.has_reward_ema | has_reward,
+    )
+  return state, has_loss, has_reward
+
+
+def _patience(hp, state, rate):
+  """Big drop after ``patience`` steps without improvement, then cooldown."""
+  in_cooldown = state.cooldown_left > 0
+  drop = (~in_cooldown) & (state.steps_since_improve >= hp.patience)
+  dtype = rate.dtype
+  rate = jnp.where(drop, rate * jnp.asarray(hp.big_drop, dtype), rate)
+  state = state._replace(
+      cooldown_left=jnp.where(
+          in_cooldown,
+          state.cooldown_left - 1,
+          jnp.where(drop, jnp.asarray(hp.cooldown).astype(jnp.int32),
+                    state.cooldown_left),
+      ).astype(jnp.int32),
+      steps_since_improve=jnp.where(drop, 0, state.steps_since_improve).astype(
+          jnp.int32),
+  )
+  return state, rate
+
+
+def _cosine_factor(hp, state, dtype):
+  """cos term in [0, 1] at the current timer; and the advanced timers."""
+  t_i = jnp.maximum(state.cosine_period, 1)
+  cos = 0.5 * (
+      1 + jnp.cos(jnp.asarray(math.pi, dtype)
+                  * (state.cosine_t.astype(dtype) / t_i.astype(dtype))))
+  t_cur = state.cosine_t + 1
+  restart = t_cur >= t_i
+  grown = jnp.floor(t_i.astype(dtype) * jnp.asarray(hp.T_mult, dtype))
+  grown = jnp.clip(grown, 1, MAX_COSINE_PERIOD).astype(jnp.int32)
+  state = state._replace(
+      cosine_t=jnp.where(restart, 0, t_cur).astype(jnp.int32),
+      cosine_period=jnp.where(restart, grown, t_i).astype(jnp.int32),
+  )
+  return state, cos
+
+
+def _finish(hp, cfg, state, applied, momentum):
+  """Clamps the rates and momentum to their bounds."""
+  dtype = state.stored_rate.dtype
+  lo = jnp.asarray(hp.rate_min, dtype)
+  hi = jnp.asarray(hp.rate_max, dtype)
+  m = state.applied_momentum
+  if cfg.has_momentum:
+    m = jnp.clip(momentum, jnp.asarray(hp.momentum_min, dtype),
+                 jnp.asarray(hp.momentum_max, dtype))
+  return state._replace(
+      stored_rate=jnp.clip(state.stored_rate, lo, hi),
+      applied_rate=jnp.clip(applied, lo, hi),
+      applied_momentum=m.astype(dtype),
+  )
+
+
+# ---------------------------------------------------------------------------
+# Reference semantics: the seed's step(), line for line.
+
+
+def _reference_step(hp, cfg, state, loss, reward):
+  dtype = state.stored_rate.dtype
+  c = lambda x: jnp.asarray(x, dtype)
+  state, _, _ = _observe(hp, cfg, state, loss, reward)
+  lr = state.stored_rate
+  m = state.applied_momentum
+
+  # improving is None until both prev_loss and loss_ema exist.
+  known = state.has_prev_loss & state.has_loss_ema
+  prev, cur = state.prev_loss, state.loss_ema
+  rel_improve = (prev - cur) / (jnp.abs(prev) + _REL_EPS)
+  improving = rel_improve > c(hp.min_rel_improve)
+  up = known & improving
+  down = known & ~improving
+  _, variance = window_stats(state)
+
+  # 2) trend nudge
+  lr = jnp.where(up, lr * c(hp.up_factor),
+                 jnp.where(down, lr * c(hp.down_factor), lr))
+  ssi = jnp.where(up, 0, jnp.where(down, _sat_inc(state.steps_since_improve),
+                                   state.steps_since_improve))
+  state = state._replace(steps_since_improve=ssi.astype(jnp.int32))
+
+  # 3) variance damping, written back (this is what compounds)
+  lr = lr / (c(hp.var_damp_base) + c(hp.var_damp_scale) * variance)
+
+  # 4) reward shaping, also on steps without a new reward (as the seed does)
+  if cfg.use_reward:
+    active = state.has_reward_ema
+    decide = active & state.has_prev_reward
+    better = state.reward_ema > state.prev_reward
+    lr = jnp.where(decide, jnp.where(better, lr * c(hp.reward_up),
+                                     lr * c(hp.reward_down)), lr)
+    if cfg.has_momentum:
+      m_up = jnp.minimum(c(hp.momentum_max), m + c(hp.momentum_up))
+      m_down = jnp.maximum(c(hp.momentum_min), m * c(hp.momentum_down))
+      m = jnp.where(decide, jnp.where(better, m_up, m_down), m)
+    state = state._replace(
+        prev_reward=jnp.where(active, state.reward_ema, state.prev_reward),
+        has_prev_reward=state.has_prev_reward | active,
+    )
+
+  # 5) patience + cooldown
+  state, lr = _patience(hp, state, lr)
+
+  # 6) cosine overlay, written back
+  if cfg.use_cosine:
+    eta_max = lr
+    eta_min = jnp.maximum(c(hp.rate_min), c(hp.eta_min_scale) * eta_max)
+    state, cos = _cosine_factor(hp, state, dtype)
+    lr = eta_min + (eta_max - eta_min) * cos
+
+  # 7) clamps
+  lr = jnp.clip(lr, c(hp.rate_min), c(hp.rate_max))
+  state = state._replace(
+      stored_rate=lr,
+      prev_loss=jnp.where(state.has_loss_ema, state.loss_ema, state.prev_loss),
+      has_prev_loss=state.has_prev_loss | state.has_loss_ema,
+      num_steps=_sat_inc(state.num_steps),
+  )
+  return _finish(hp, cfg, state, lr, m)
+
+
+# ---------------------------------------------------------------------------
+# Stable semantics.
+
+
+def _stable_step(hp, cfg, state, loss, reward):
+  dtype = state.stored_rate.dtype
+  c = lambda x: jnp.asarray(x, dtype)
+  w = cfg.var_window
+  state, has_loss, has_reward = _observe(hp, cfg, state, loss, reward)
+  rate = state.stored_rate
+  m = state.applied_momentum
+
+  # Trend: once per window of W finite losses, compare the window's mean with
+  # the previous window's, and act only outside a noise band of two standard
+  # errors. A plateau inside the band counts towards patience.
+  window_steps = jnp.where(has_loss, state.window_steps + 1, state.window_steps)
+  decide = has_loss & (window_steps >= w)
+  mean, var = window_stats(state)
+  known = decide & state.has_prev_window
+  prev_mean = state.prev_window_mean
+  diff = prev_mean - mean
+  se = jnp.sqrt((var + state.prev_window_var) / w)
+  band = jnp.maximum(2 * se, c(hp.min_rel_improve) * jnp.abs(prev_mean))
+  up = known & (diff > band)
+  down = known & (-diff > band)
+  rate = jnp.where(up, rate * c(hp.up_factor),
+                   jnp.where(down, rate * c(hp.down_factor), rate))
+  ssi = jnp.where(
+      up, 0,
+      jnp.where(known, _sat_inc(state.steps_since_improve, w),
+                state.steps_since_improve))
+  state = state._replace(
+      steps_since_improve=ssi.astype(jnp.int32),
+      window_steps=jnp.where(decide, 0, window_steps).astype(jnp.int32),
+      prev_window_mean=jnp.where(decide, mean, state.prev_window_mean),
+      prev_window_var=jnp.where(decide, var, state.prev_window_var),
+      has_prev_window=state.has_prev_window | decide,
+  )
+
+  # Reward: at the same decision points, the reward EMA's change against its
+  # own noise (the EMA's standard deviation).
+  if cfg.use_reward:
+    rbeta = c(hp.reward_beta)
+    r_se = jnp.sqrt(state.reward_sq_dev * (1 - rbeta) / (1 + rbeta))
+    r_known = decide & state.has_reward_ema & state.has_prev_reward
+    r_diff = state.reward_ema - state.prev_reward
+    better = r_known & (r_diff > 2 * r_se)
+    worse = r_known & (r_diff < -2 * r_se)
+    rate = jnp.where(better, rate * c(hp.reward_up),
+                     jnp.where(worse, rate * c(hp.reward_down), rate))
+    if cfg.has_momentum:
+      m = jnp.where(better, jnp.minimum(c(hp.momentum_max), m + c(hp.momentum_up)),
+                    jnp.where(worse, jnp.maximum(c(hp.momentum_min),
+                                                 m * c(hp.momentum_down)), m))
+    snap = decide & state.has_reward_ema
+    state = state._replace(
+        prev_reward=jnp.where(snap, state.reward_ema, state.prev_reward),
+        has_prev_reward=state.has_prev_reward | snap,
+    )
+  del has_reward
+
+  # Patience counts steps, so it is checked every step.
+  state, rate = _patience(hp, state, rate)
+  state = state._replace(stored_rate=rate)
+
+  # Modulations of the applied rate only: never written back.
+  rel_var = var / (mean * mean + _REL_EPS)
+  rel_var = jnp.where(state.window_fill > 1, rel_var, 0)
+  applied = rate / (c(hp.var_damp_base) + c(hp.var_damp_scale) * rel_var)
+  if cfg.use_cosine:
+    state, cos = _cosine_factor(hp, state, dtype)
+    floor = c(hp.eta_min_scale)
+    applied = applied * (floor + (1 - floor) * cos)
+  state = state._replace(num_steps=_sat_inc(state.num_steps))
+  return _finish(hp, cfg, state, applied, m)

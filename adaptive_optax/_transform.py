@@ -1,0 +1,313 @@
+"""The controller as optax gradient transformations."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from adaptive_optax import _options
+from adaptive_optax import _policy
+from adaptive_optax._policy import ControllerState
+
+
+class AdaptiveScaleState(NamedTuple):
+  """State of :func:`adaptive_scale`."""
+
+  controller: ControllerState  # the policy's state; its rate is the scale.
+
+
+class AdaptiveHyperparamsState(NamedTuple):
+  """State of :func:`adaptive_hyperparams`."""
+
+  controller: ControllerState  # the policy's state; its rate is the LR.
+  optimizer_state: Any  # the inner optimizer's inject_hyperparams state.
+
+
+def stats_dtype(params) -> jnp.dtype:
+  """float32, or wider when the parameters are (statistics never go lower)."""
+  leaves = jax.tree.leaves(params)
+  if not leaves:
+    return jnp.dtype(jnp.float32)
+  return jnp.promote_types(optax.tree.dtype(params, "highest"), jnp.float32)
+
+
+def _scalar(name: str, x, axis_name):
+  x = jnp.asarray(x)
+  if x.ndim != 0:
+    raise ValueError(
+        f"{name} must be a scalar (the mean loss of the step), got shape "
+        f"{x.shape}.")
+  if axis_name is not None:
+    x = jax.lax.pmean(x, axis_name)
+  return x
+
+
+def _signals(cfg, value, extra_args, axis_name):
+  """The step's loss and reward, checked and averaged across replicas."""
+  if value is None:
+    raise TypeError(
+        "adaptive_optax needs the loss: call update(updates, state, params, "
+        "value=loss).")
+  value = _scalar("value", value, axis_name)
+  reward = extra_args.get("reward")
+  if cfg.use_reward:
+    if reward is None:
+      raise TypeError(
+          "use_reward=True needs the reward: call update(..., value=loss, "
+          "reward=r); pass reward=nan for a step without one.")
+    reward = _scalar("reward", reward, axis_name)
+  else:
+    reward = None
+  return value, reward
+
+
+def _scale_tree(tree, rate):
+  """Multiplies every leaf by ``rate`` in at least float32, keeping its dtype."""
+  def mul(g):
+    wide = jnp.promote_types(g.dtype, jnp.float32)
+    return (g.astype(wide) * rate.astype(wide)).astype(g.dtype)
+  return jax.tree.map(mul, tree)
+
+
+def adaptive_scale(
+    *,
+    mode: str = "stable",
+    loss_beta: jax.typing.ArrayLike = 0.9,
+    reward_beta: jax.typing.ArrayLike = 0.9,
+    var_window: int = 20,
+    up_factor: jax.typing.ArrayLike = 1.05,
+    down_factor: jax.typing.ArrayLike = 0.7,
+    min_rel_improve: jax.typing.ArrayLike = 1e-4,
+    var_damp_base: jax.typing.ArrayLike = 1.0,
+    var_damp_scale: jax.typing.ArrayLike = 1.0,
+    use_reward: bool = False,
+    reward_up: jax.typing.ArrayLike = 1.03,
+    reward_down: jax.typing.ArrayLike = 0.90,
+    momentum_up: jax.typing.ArrayLike = 0.01,
+    momentum_down: jax.typing.ArrayLike = 0.90,
+    patience: jax.typing.ArrayLike = 20,
+    big_drop: jax.typing.ArrayLike = 0.5,
+    cooldown: jax.typing.ArrayLike = 50,
+    use_cosine: bool = False,
+    T0: jax.typing.ArrayLike = 200,  # pylint: disable=invalid-name
+    T_mult: jax.typing.ArrayLike = 2,  # pylint: disable=invalid-name
+    eta_min_scale: jax.typing.ArrayLike = 0.1,
+    min_scale: jax.typing.ArrayLike = 1e-6,
+    max_scale: jax.typing.ArrayLike = 1e4,
+    momentum_min: jax.typing.ArrayLike = 0.0,
+    momentum_max: jax.typing.ArrayLike = 0.999,
+    axis_name: str | None = None,
+) -> optax.GradientTransformationExtraArgs:
+  """Scales updates by a factor adapted online from the loss (and a reward).
+
+  Place it after the optimizer, like ``optax.contrib.reduce_on_plateau``: the
+  scale starts at 1 and multiplies the optimizer's updates. Feed the step's
+  loss with ``update(..., value=loss)``.
+
+  The policies are the seed ``AdaptiveScheduler``'s: a loss trend nudges the
+  scale up (``up_factor``) or down (``down_factor``); loss variance damps it;
+  a reward trend nudges it (``reward_up``/``reward_down``); after
+  ``patience`` steps without improvement it drops by ``big_drop`` and waits
+  ``cooldown`` steps; an optional cosine overlay restarts every ``T0``,
+  ``T0*T_mult``... steps. ``mode="stable"`` (default) decides the trend over
+  windows of ``var_window`` losses and applies damping and the cosine overlay
+  to the applied scale only; ``mode="reference"`` reproduces the seed
+  exactly, compounding included.
+
+  Args:
+    mode: ``"stable"`` or ``"reference"`` (static).
+    loss_beta: EMA coefficient of the loss.
+    reward_beta: EMA coefficient of the reward.
+    var_window: loss window for the variance and trend (static).
+    up_factor: multiplier when the loss improves.
+    down_factor: multiplier when it worsens.
+    min_rel_improve: relative improvement that counts as one.
+    var_damp_base: damping ``scale / (base + scale_ * variance)``.
+    var_damp_scale: weight of the variance in the damping.
+    use_reward: also read ``reward=`` (static).
+    reward_up: multiplier when the reward trend rises.
+    reward_down: multiplier when it falls.
+    momentum_up: unused here (no momentum to drive); kept for config parity.
+    momentum_down: unused here.
+    patience: steps without improvement before a big drop.
+    big_drop: multiplier of a big drop.
+    cooldown: steps after a big drop before another may happen.
+    use_cosine: enable the cosine warm-restart overlay (static).
+    T0: first cosine period, in steps.
+    T_mult: period growth factor at each restart.
+    eta_min_scale: cosine floor as a fraction of the adapted scale.
+    min_scale: lower bound of the scale.
+    max_scale: upper bound of the scale.
+    momentum_min: unused here.
+    momentum_max: unused here.
+    axis_name: when set, the loss and reward are ``pmean``-ed over this axis
+      so replicas stay identical.
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> import adaptive_optax as ao
+    >>> tx = optax.chain(optax.sgd(0.1), ao.adaptive_scale())
+    >>> params = jnp.array([1.0, -2.0])
+    >>> state = tx.init(params)
+    >>> loss, grads = jnp.sum(params**2), 2 * params
+    >>> updates, state = tx.update(grads, state, params, value=loss)
+    >>> params = optax.apply_updates(params, updates)
+    >>> float(ao.metrics(state)["scale"])
+    1.0
+
+  References:
+    The seed ``AdaptiveScheduler`` (PyTorch), whose policies this ports; see
+    the project README for each rule as an equation.
+  """
+  kwargs = {k: v for k, v in locals().items() if k != "axis_name"}
+  hp, cfg = _options.build_policy(kwargs, _options.SCALE_BOUNDS,
+                                  "adaptive_scale")
+
+  def init_fn(params):
+    return AdaptiveScaleState(
+        controller=_policy.init(hp, cfg, 1.0, 0.0, stats_dtype(params)))
+
+  def update_fn(updates, state, params=None, *, value, **extra_args):
+    del params
+    loss, reward = _signals(cfg, value, extra_args, axis_name)
+    ctrl = state.controller
+    if cfg.mode == "reference":  # the seed decides after the step
+      updates = _scale_tree(updates, ctrl.applied_rate)
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+    else:  # the loss at these params is known: use it now
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+      updates = _scale_tree(updates, ctrl.applied_rate)
+    return updates, AdaptiveScaleState(controller=ctrl)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _factory_params(factory) -> set[str]:
+  try:
+    return set(inspect.signature(factory).parameters)
+  except (TypeError, ValueError):
+    return set()
+
+
+def adaptive_hyperparams(
+    factory: Callable[..., optax.GradientTransformation],
+    *,
+    learning_rate: jax.typing.ArrayLike,
+    momentum: jax.typing.ArrayLike | None = None,
+    mode: str = "stable",
+    lr_min: jax.typing.ArrayLike = 1e-7,
+    lr_max: jax.typing.ArrayLike = 10.0,
+    axis_name: str | None = None,
+    **kwargs,
+) -> optax.GradientTransformationExtraArgs:
+  """Drives an optimizer's ``learning_rate`` (and ``momentum``) from the loss.
+
+  Wraps ``factory`` (``optax.sgd``, ``optax.adam``...) in
+  ``optax.inject_hyperparams`` and writes the controller's learning rate and,
+  when ``momentum`` is given and the factory takes one, its momentum into the
+  optimizer at every step, as the seed writes both into the param group.
+  Optimizers without a ``momentum`` argument get the LR control alone.
+
+  Args:
+    factory: an optax optimizer factory taking ``learning_rate``.
+    learning_rate: the starting learning rate.
+    momentum: the starting momentum; ``None`` leaves momentum alone.
+    mode: ``"stable"`` or ``"reference"``, as in :func:`adaptive_scale`.
+    lr_min: lower bound of the learning rate.
+    lr_max: upper bound of the learning rate.
+    axis_name: as in :func:`adaptive_scale`.
+    **kwargs: the policy's hyperparameters, named and defaulted as in
+      :func:`adaptive_scale` (``up_factor``, ``patience``, ``use_reward``,
+      ``momentum_up``...); any other keyword goes to ``factory``
+      (e.g. ``nesterov=True``, ``weight_decay=1e-4``).
+
+  Returns:
+    An :class:`optax.GradientTransformationExtraArgs`.
+
+  Example:
+    >>> import jax.numpy as jnp, optax
+    >>> import adaptive_optax as ao
+    >>> tx = ao.adaptive_hyperparams(optax.sgd, learning_rate=0.05,
+    ...                              momentum=0.9)
+    >>> params = jnp.array([1.0, -2.0])
+    >>> state = tx.init(params)
+    >>> updates, state = tx.update(2 * params, state, params,
+    ...                            value=jnp.sum(params**2))
+    >>> m = ao.metrics(state)
+    >>> round(float(m["learning_rate"]), 4), round(float(m["momentum"]), 4)
+    (0.05, 0.9)
+
+  References:
+    ``optax.inject_hyperparams``; the seed ``AdaptiveScheduler`` (PyTorch).
+  """
+  accepted = _factory_params(factory)
+  policy_names = (set(_options.POLICY_DEFAULTS)
+                  | set(_options.STATIC_DEFAULTS))
+  policy = {k: v for k, v in kwargs.items() if k in policy_names}
+  extra = {k: v for k, v in kwargs.items() if k not in policy_names}
+  bad = sorted(k for k in extra if accepted and k not in accepted)
+  if bad:
+    raise TypeError(
+        f"adaptive_hyperparams got argument(s) {bad} that are neither policy "
+        f"hyperparameters nor arguments of {getattr(factory, '__name__', factory)}.")
+  if accepted and "learning_rate" not in accepted:
+    raise ValueError(
+        "factory must take a learning_rate argument, got "
+        f"{getattr(factory, '__name__', factory)}.")
+  has_momentum = momentum is not None
+  if has_momentum and accepted and "momentum" not in accepted:
+    raise ValueError(
+        f"momentum was given but {getattr(factory, '__name__', factory)} has "
+        "no momentum argument; leave momentum=None (the LR is still driven).")
+  for name, v in (("learning_rate", learning_rate),):
+    _options._check(name, v, lambda x: x > 0, "a positive number")
+  if has_momentum:
+    _options._check("momentum", momentum, lambda x: 0 <= x < 1, "in [0, 1)")
+
+  hp, cfg = _options.build_policy(
+      {**policy, "mode": mode, "lr_min": lr_min, "lr_max": lr_max},
+      _options.LR_BOUNDS, "adaptive_hyperparams")
+  cfg = cfg.__class__(**{**cfg.__dict__, "has_momentum": has_momentum})
+  inject_args = {"learning_rate": learning_rate}
+  if has_momentum:
+    inject_args["momentum"] = momentum
+  inner = optax.inject_hyperparams(factory)(**inject_args, **extra)
+
+  def init_fn(params):
+    ctrl = _policy.init(hp, cfg, learning_rate,
+                        momentum if has_momentum else 0.0, stats_dtype(params))
+    opt_state = inner.init(params)
+    return AdaptiveHyperparamsState(
+        controller=ctrl, optimizer_state=_inject(opt_state, ctrl))
+
+  def _inject(opt_state, ctrl):
+    hps = dict(opt_state.hyperparams)
+    hps["learning_rate"] = ctrl.applied_rate.astype(
+        jnp.asarray(hps["learning_rate"]).dtype)
+    if has_momentum:
+      hps["momentum"] = ctrl.applied_momentum.astype(
+          jnp.asarray(hps["momentum"]).dtype)
+    return opt_state._replace(hyperparams=hps)
+
+  def update_fn(updates, state, params=None, *, value, **extra_args):
+    loss, reward = _signals(cfg, value, extra_args, axis_name)
+    ctrl, opt_state = state.controller, state.optimizer_state
+    if cfg.mode == "reference":
+      updates, opt_state = inner.update(updates, opt_state, params,
+                                        value=value, **extra_args)
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+    else:
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+      updates, opt_state = inner.update(
+          updates, _inject(opt_state, ctrl), params, value=value, **extra_args)
+    return updates, AdaptiveHyperparamsState(
+        controller=ctrl, optimizer_state=_inject(opt_state, ctrl))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
