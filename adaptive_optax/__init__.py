@@ -6,6 +6,7 @@ gradient transformations whose state is a jittable, vmappable pytree.
 
 from adaptive_optax._metrics import metrics
 from adaptive_optax._policy import ControllerState
+from adaptive_optax._simulate import simulate
 from adaptive_optax._transform import AdaptiveHyperparamsState
 from adaptive_optax._transform import AdaptiveScaleState
 from adaptive_optax._transform import adaptive_hyperparams
@@ -20,4 +21,5 @@ __all__ = (
     "adaptive_hyperparams",
     "adaptive_scale",
     "metrics",
+    "simulate",
 )
