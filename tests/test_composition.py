@@ -64,12 +64,13 @@ def test_multisteps_wrapping_the_chain_sees_one_loss_per_emit(mode):
 
 
 def test_multisteps_inside_a_chain_drops_value():
-  """The documented pitfall: MultiSteps must wrap the chain, not sit in it."""
-  inner = optax.MultiSteps(optax.sgd(0.1), every_k_schedule=2)
-  tx = optax.chain(inner.gradient_transformation(), ao.adaptive_scale())
+  """The documented pitfall: MultiSteps' gradient_transformation() is a plain
+  GradientTransformation, so an outer chain drops ``value`` before it."""
+  ms = optax.MultiSteps(optax.chain(optax.sgd(0.1), ao.adaptive_scale()), 2)
+  tx = optax.chain(optax.clip(1.0), ms.gradient_transformation())
   state = tx.init(PARAMS)
-  updates, state = tx.update(PARAMS, state, PARAMS, value=1.0)  # works here
-  assert int(ao.metrics(state)["num_steps"]) == 1
+  with pytest.raises(TypeError, match="value"):
+    tx.update(PARAMS, state, PARAMS, value=1.0)
 
 
 def test_hyperparams_inside_partition(mode):

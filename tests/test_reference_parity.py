@@ -153,3 +153,20 @@ def test_adaptive_scale_reference_is_seed_with_unit_lr():
       got.append(float(ao.metrics(state)["scale"]))
   want = torch_trajectory(config, losses, None, lr=1.0)[:, 0]
   np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_nonfinite_loss_is_the_one_deliberate_difference():
+  """The seed's class turns its LR into NaN; reference mode skips the step."""
+  losses = [1.0, 0.9, float("nan"), 0.8, 0.7]
+  p = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+  opt = torch.optim.SGD([p], lr=0.05, momentum=0.9)
+  sched = AdaptiveScheduler(opt)
+  for loss in losses:
+    sched.step_loss(loss)
+  assert np.isnan(opt.param_groups[0]["lr"])
+  with jax.enable_x64(True):
+    got = jax_trajectory({}, np.asarray(losses), None)
+    # Up to the bad step it is the seed; the bad step is a step without metrics.
+    want = torch_trajectory({}, np.asarray(losses[:2]), None)
+    np.testing.assert_allclose(got[:2], want, rtol=1e-9)
+    assert np.all(np.isfinite(got))
