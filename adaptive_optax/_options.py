@@ -37,6 +37,12 @@ POLICY_DEFAULTS: dict[str, Any] = dict(
     eta_min_scale=0.1,
     momentum_min=0.0,
     momentum_max=0.999,
+    # Stable mode only: start-up probe and spike guard (not in the seed).
+    probe_growth=2.0,
+    guard_ratio=2.0,
+    guard_sigma=4.0,
+    cooldown_ratio=1.0,
+    start_scale=0.1,
 )
 STATIC_DEFAULTS: dict[str, Any] = dict(
     mode="stable", var_window=20, use_reward=False, use_cosine=False)
@@ -99,6 +105,12 @@ def validate(hp: Mapping[str, Any], static: Mapping[str, Any],
   _check("var_damp_scale", hp["var_damp_scale"], lambda v: v >= 0,
          "non-negative")
   _check("min_rel_improve", hp["min_rel_improve"], lambda v: True, "finite")
+  _check("probe_growth", hp["probe_growth"], lambda v: v >= 1, ">= 1")
+  _check("guard_ratio", hp["guard_ratio"], lambda v: v > 1, "> 1")
+  _check("guard_sigma", hp["guard_sigma"], lambda v: v >= 0, "non-negative")
+  _check("cooldown_ratio", hp["cooldown_ratio"], lambda v: v >= 0,
+         "non-negative")
+  _check("start_scale", hp["start_scale"], lambda v: 0 < v <= 1, "in (0, 1]")
   _check("momentum_up", hp["momentum_up"], lambda v: v >= 0, "non-negative")
   for name in ("patience", "cooldown"):
     _check(name, hp[name], lambda v: v >= 0 and v == int(v),

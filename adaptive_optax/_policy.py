@@ -59,6 +59,12 @@ class Hyperparams(NamedTuple):
   rate_max: jax.typing.ArrayLike  # lr_max, or max_scale for adaptive_scale
   momentum_min: jax.typing.ArrayLike
   momentum_max: jax.typing.ArrayLike
+  # Stable mode only (reference mode ignores them).
+  probe_growth: jax.typing.ArrayLike = 2.0
+  guard_ratio: jax.typing.ArrayLike = 2.0
+  guard_sigma: jax.typing.ArrayLike = 4.0
+  cooldown_ratio: jax.typing.ArrayLike = 1.0
+  start_scale: jax.typing.ArrayLike = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +110,9 @@ class ControllerState(NamedTuple):
   has_prev_window: jax.Array  # (), bool: a window has been decided.
   num_steps: jax.Array  # (), int32: updates seen (saturating).
   num_nonfinite: jax.Array  # (), int32: non-finite losses skipped.
+  probing: jax.Array  # (), bool: stable start-up probe still growing the rate.
+  warmup: jax.Array  # (), float: stable cautious-start factor of the applied
+  # rate, < 1 only while the probe is below the given rate.
 
 
 def _sat_inc(x: jax.Array, by=1) -> jax.Array:
@@ -119,6 +128,28 @@ def window_stats(state: ControllerState):
   mean = jnp.sum(jnp.where(mask, w, 0)) / nf
   sq = jnp.sum(jnp.where(mask, (w - mean) ** 2, 0))
   var = jnp.where(n > 1, sq / jnp.maximum(n - 1, 1).astype(w.dtype), 0)
+  # Losses near the dtype's limit square to inf; inf/inf would then be NaN.
+  return mean, jnp.minimum(var, jnp.finfo(w.dtype).max)
+
+
+def window_noise(state: ControllerState):
+  """Mean and noise variance of the loss window, the trend taken out.
+
+  Half the mean squared difference of consecutive losses estimates the noise
+  variance whether or not the loss is trending, where the plain variance of
+  a falling loss would mostly measure the fall.
+  """
+  w = state.loss_window
+  size = w.shape[0]
+  n = state.window_fill
+  mean, _ = window_stats(state)
+  idx = jnp.arange(size)
+  age = (state.window_pos - 1 - idx) % size  # 0 = newest
+  pair = age < n - 1  # this entry and the one written before it are valid
+  d = w - jnp.roll(w, 1)  # w[i] - w[i - 1], wrapping
+  sq = jnp.sum(jnp.where(pair, d * d, 0))
+  var = jnp.where(n > 1, sq / (2 * jnp.maximum(n - 1, 1).astype(w.dtype)), 0)
+  var = jnp.minimum(var, jnp.finfo(w.dtype).max)
   return mean, var
 
 
@@ -164,6 +195,8 @@ def init(
       has_prev_window=b(False),
       num_steps=i(0),
       num_nonfinite=i(0),
+      probing=b(cfg.mode == "stable"),
+      warmup=f(1.0),
   )
   if cfg.mode == "reference":
     state = _reference_step(hp, cfg, state, None, None)
@@ -244,6 +277,7 @@ def _observe(hp, cfg, state, loss, reward):
         rbeta * state.reward_sq_dev + (1 - rbeta) * dev * dev,
         0,
     )
+    sq = jnp.minimum(sq, jnp.finfo(dtype).max)  # huge rewards: not inf forever
     state = state._replace(
         reward_ema=jnp.where(has_reward, r_ema, state.reward_ema),
         reward_sq_dev=jnp.where(has_reward, sq, state.reward_sq_dev),
@@ -379,16 +413,50 @@ def _stable_step(hp, cfg, state, loss, reward):
   dtype = state.stored_rate.dtype
   c = lambda x: jnp.asarray(x, dtype)
   w = cfg.var_window
+  before = state
   state, has_loss, has_reward = _observe(hp, cfg, state, loss, reward)
-  rate = state.stored_rate
+  # While the cautious start holds it below the given rate, the probe works
+  # on the effective rate; it is split back into stored rate and warm-up
+  # factor at the end of the step.
+  rate = state.stored_rate * state.warmup
   m = state.applied_momentum
+
+  # Spike guard, every step: a loss far above the EMA of the losses before it
+  # (relatively, and against the window's noise) cuts the rate in proportion
+  # to the spike, before this step's update is applied. Divergence shows as
+  # such spikes within a few steps, long before a window trend would.
+  # The spike leaves the window, which restarts after it, so it inflates
+  # neither the noise band nor the next trend decision.
+  _, var_before = window_noise(before)
+  noise = jnp.sqrt(jnp.maximum(var_before, before.prev_window_var))
+  ref = jnp.abs(before.loss_ema)
+  excess = jnp.where(has_loss, loss, 0).astype(dtype) - before.loss_ema
+  spike = (has_loss & before.has_loss_ema
+           & (excess > (c(hp.guard_ratio) - 1) * ref)
+           & (excess > c(hp.guard_sigma) * noise))
+  cut = ref / (ref + jnp.maximum(excess, 0) + _REL_EPS)
+  # While probing, a spike is the rate being too high: it cuts the stored
+  # rate. Afterwards an isolated bad batch is likelier (heavy-tailed losses
+  # near the floor), so it only damps its own step; a lasting rise is left
+  # to the window trend.
+  rate = jnp.where(spike & state.probing, rate * cut, rate)
+  step_damp = jnp.where(spike & ~state.probing, cut, 1)
+  zero = jnp.zeros((), jnp.int32)
+  state = state._replace(
+      loss_window=jnp.where(spike, before.loss_window, state.loss_window),
+      window_fill=jnp.where(spike, zero, state.window_fill),
+      window_pos=jnp.where(spike, zero, state.window_pos),
+  )
+  has_loss = has_loss & ~spike
 
   # Trend: once per window of W finite losses, compare the window's mean with
   # the previous window's, and act only outside a noise band of two standard
-  # errors. A plateau inside the band counts towards patience.
-  window_steps = jnp.where(has_loss, state.window_steps + 1, state.window_steps)
+  # errors. A plateau inside the band counts towards patience. Noise here
+  # and in the damping below is the detrended variance (window_noise).
+  window_steps = jnp.where(spike, 0, jnp.where(
+      has_loss, state.window_steps + 1, state.window_steps))
   decide = has_loss & (window_steps >= w)
-  mean, var = window_stats(state)
+  mean, var = window_noise(state)
   known = decide & state.has_prev_window
   prev_mean = state.prev_window_mean
   diff = prev_mean - mean
@@ -396,10 +464,30 @@ def _stable_step(hp, cfg, state, loss, reward):
   band = jnp.maximum(2 * se, c(hp.min_rel_improve) * jnp.abs(prev_mean))
   up = known & (diff > band)
   down = known & (-diff > band)
+
+  # Start-up probe: the rate grows by probe_growth per window while the loss
+  # does not get worse, so a start 100x too low recovers in ~10 windows. A
+  # window worse by one band holds it; a spike (already cut above) or a
+  # window worse by two bands (the decision is irreversible) ends it, then
+  # falling back to a quarter of the last rate that did not hurt: the best
+  # rate is typically a few times below the edge of stability.
+  probing = state.probing
+  # Below the given rate (warm-up < 1) only a spike ends the probe: the
+  # user's rate is evidence too, and a worse window there is likelier noise.
+  worse = (probing & known & (state.warmup >= 1)
+           & (-diff > 2 * band))  # irreversible: more evidence
+  end_probe = worse | (probing & spike)
+  grow = probing & known & ~down & ~end_probe  # weak evidence: hold
+  growth = c(hp.probe_growth)
+  rate = jnp.where(grow, rate * growth,
+                   jnp.where(worse, rate / (growth * growth), rate))
+  # The seed's trend rule: up at any time (the probe's growth comes on top);
+  # down only after the probe, where a worse window holds it instead.
+  steady = ~probing
   rate = jnp.where(up, rate * c(hp.up_factor),
-                   jnp.where(down, rate * c(hp.down_factor), rate))
+                   jnp.where(steady & down, rate * c(hp.down_factor), rate))
   ssi = jnp.where(
-      up, 0,
+      up | probing, 0,
       jnp.where(known, _sat_inc(state.steps_since_improve, w),
                 state.steps_since_improve))
   state = state._replace(
@@ -408,6 +496,7 @@ def _stable_step(hp, cfg, state, loss, reward):
       prev_window_mean=jnp.where(decide, mean, state.prev_window_mean),
       prev_window_var=jnp.where(decide, var, state.prev_window_var),
       has_prev_window=state.has_prev_window | decide,
+      probing=probing & ~end_probe,
   )
 
   # Reward: at the same decision points, the reward EMA's change against its
@@ -432,17 +521,41 @@ def _stable_step(hp, cfg, state, loss, reward):
     )
   del has_reward
 
-  # Patience counts steps, so it is checked every step.
+  # Patience counts steps, so it is checked every step. After a big drop the
+  # cooldown lasts at least cooldown_ratio times the steps so far: drops get
+  # rarer as training goes on (the rate decays no faster than a power of
+  # 1/t), whatever the run's length.
+  in_cooldown = state.cooldown_left > 0
   state, rate = _patience(hp, state, rate)
-  state = state._replace(stored_rate=rate)
+  dropped = ~in_cooldown & (state.cooldown_left > 0)
+  relative = jnp.floor(c(hp.cooldown_ratio) * state.num_steps.astype(dtype))
+  relative = jnp.minimum(relative, c(_INT_MAX - 1)).astype(jnp.int32)
+  state = state._replace(
+      cooldown_left=jnp.where(
+          dropped, jnp.maximum(state.cooldown_left, relative),
+          state.cooldown_left).astype(jnp.int32),
+  )
 
   # Modulations of the applied rate only: never written back.
   rel_var = var / (mean * mean + _REL_EPS)
   rel_var = jnp.where(state.window_fill > 1, rel_var, 0)
   applied = rate / (c(hp.var_damp_base) + c(hp.var_damp_scale) * rel_var)
+  applied = applied * step_damp
   if cfg.use_cosine:
     state, cos = _cosine_factor(hp, state, dtype)
     floor = c(hp.eta_min_scale)
     applied = applied * (floor + (1 - floor) * cos)
-  state = state._replace(num_steps=_sat_inc(state.num_steps))
+  # Cautious start: the first update uses the rate as given (one step of the
+  # wrapped optimizer, unchanged); from the second on, the probe grows the
+  # rate from start_scale times it, before a too-high rate compounds. Like
+  # the other modulations it is a factor of the applied rate: the stored
+  # rate only moves below the given one by a decision (the probe's end).
+  probing = state.probing
+  stored = jnp.where(probing, jnp.maximum(before.stored_rate, rate), rate)
+  warm = jnp.where(probing, rate / jnp.maximum(stored, _REL_EPS), 1)
+  first = before.num_steps == 0
+  state = state._replace(
+      stored_rate=stored,
+      warmup=jnp.where(first, c(hp.start_scale), warm).astype(dtype),
+      num_steps=_sat_inc(state.num_steps))
   return _finish(hp, cfg, state, applied, m)

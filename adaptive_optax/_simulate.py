@@ -8,8 +8,10 @@ import jax.numpy as jnp
 from adaptive_optax import _metrics
 from adaptive_optax import _options
 from adaptive_optax import _policy
+from adaptive_optax import presets as _presets
 
 
+@_presets.accepts_preset
 def simulate(
     losses: jax.typing.ArrayLike,
     rewards: jax.typing.ArrayLike | None = None,

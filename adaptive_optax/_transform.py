@@ -11,6 +11,7 @@ import optax
 
 from adaptive_optax import _options
 from adaptive_optax import _policy
+from adaptive_optax import presets as _presets
 from adaptive_optax._policy import ControllerState
 
 
@@ -73,6 +74,7 @@ def _scale_tree(tree, rate):
   return jax.tree.map(mul, tree)
 
 
+@_presets.accepts_preset
 def adaptive_scale(
     *,
     mode: str = "stable",
@@ -100,6 +102,11 @@ def adaptive_scale(
     max_scale: jax.typing.ArrayLike = 1e4,
     momentum_min: jax.typing.ArrayLike = 0.0,
     momentum_max: jax.typing.ArrayLike = 0.999,
+    probe_growth: jax.typing.ArrayLike = 2.0,
+    guard_ratio: jax.typing.ArrayLike = 2.0,
+    guard_sigma: jax.typing.ArrayLike = 4.0,
+    cooldown_ratio: jax.typing.ArrayLike = 1.0,
+    start_scale: jax.typing.ArrayLike = 0.1,
     axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Scales updates by a factor adapted online from the loss (and a reward).
@@ -115,8 +122,10 @@ def adaptive_scale(
   ``cooldown`` steps; an optional cosine overlay restarts every ``T0``,
   ``T0*T_mult``... steps. ``mode="stable"`` (default) decides the trend over
   windows of ``var_window`` losses and applies damping and the cosine overlay
-  to the applied scale only; ``mode="reference"`` reproduces the seed
-  exactly, compounding included.
+  to the applied scale only; it also starts cautiously and probes upwards
+  (``start_scale``, ``probe_growth``) and guards against loss spikes
+  (``guard_ratio``, ``guard_sigma``). ``mode="reference"`` reproduces the
+  seed exactly, compounding included.
 
   Args:
     mode: ``"stable"`` or ``"reference"`` (static).
@@ -144,6 +153,19 @@ def adaptive_scale(
     max_scale: upper bound of the scale.
     momentum_min: unused here.
     momentum_max: unused here.
+    probe_growth: stable mode: growth of the scale per window during the
+      start-up probe, which ends at a spike or at a window clearly worse
+      than the one before.
+    guard_ratio: stable mode: a loss above ``guard_ratio`` times the loss EMA
+      (and ``guard_sigma`` noise standard deviations above it) is a spike.
+      During the probe it cuts the scale by ``ema / loss``; afterwards it
+      damps that step alone by as much.
+    guard_sigma: stable mode: see ``guard_ratio``.
+    cooldown_ratio: stable mode: after a big drop, the cooldown lasts at
+      least this fraction of the steps taken so far.
+    start_scale: stable mode: the first update uses the given scale (or LR);
+      from the second, the applied value restarts at ``start_scale`` times
+      it and the probe grows it back (and beyond, while the loss allows).
     axis_name: when set, the loss and reward are ``pmean``-ed over this axis
       so replicas stay identical.
 
@@ -196,6 +218,7 @@ def _factory_params(factory) -> set[str]:
     return set()
 
 
+@_presets.accepts_preset
 def adaptive_hyperparams(
     factory: Callable[..., optax.GradientTransformation],
     *,
@@ -283,9 +306,11 @@ def adaptive_hyperparams(
   def init_fn(params):
     ctrl = _policy.init(hp, cfg, learning_rate,
                         momentum if has_momentum else 0.0, stats_dtype(params))
-    opt_state = inner.init(params)
-    return AdaptiveHyperparamsState(
-        controller=ctrl, optimizer_state=_inject(opt_state, ctrl))
+    opt_state = _inject(inner.init(params), ctrl)
+    # Donation needs distinct buffers; astype to the same dtype would alias.
+    opt_state = opt_state._replace(
+        hyperparams=jax.tree.map(jnp.copy, opt_state.hyperparams))
+    return AdaptiveHyperparamsState(controller=ctrl, optimizer_state=opt_state)
 
   def _inject(opt_state, ctrl):
     hps = dict(opt_state.hyperparams)

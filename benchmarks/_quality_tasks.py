@@ -1,0 +1,198 @@
+"""The quality suite's tasks: data, model, per-step loss and held-out score.
+
+Every task is a :class:`Task`: ``init(key)`` builds parameters, ``stream(key,
+steps)`` draws the per-step inputs (batch indices or PRNG keys) so that every
+column sees the same data order, ``step_loss(params, x)`` returns the loss to
+differentiate and its auxiliaries (the ``value`` fed to the controller, the
+``reward`` for reward-driven columns, the per-step ``regret``), and
+``score(params, aux)`` the final held-out loss (or total regret). All are pure
+JAX, so a whole training run is one ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  name: str  # short id, used in file names
+  title: str  # one line for the table
+  optimizer: str  # "sgd" (momentum 0.9) or "adam"
+  lr: float  # the good starting learning rate
+  steps: int  # training steps of the full run
+  init: Callable[[jax.Array], Any]
+  stream: Callable[[jax.Array, int], jax.Array]
+  step_loss: Callable[[Any, jax.Array], tuple[jax.Array, dict]]
+  score: Callable[[Any, dict], jax.Array]
+  reward: bool = False  # the controller columns also get reward=
+
+
+def _dense_init(key, sizes):
+  """torch.nn.Linear's default init, as the seed's model."""
+  params = []
+  for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+    key, kw, kb = jax.random.split(key, 3)
+    bound = 1.0 / np.sqrt(fan_in)
+    params.append(dict(
+        w=jax.random.uniform(kw, (fan_in, fan_out), minval=-bound, maxval=bound),
+        b=jax.random.uniform(kb, (fan_out,), minval=-bound, maxval=bound)))
+  return params
+
+
+def _mlp(params, x):
+  for layer in params[:-1]:
+    x = jax.nn.relu(x @ layer["w"] + layer["b"])
+  return x @ params[-1]["w"] + params[-1]["b"]
+
+
+def _batches(n, batch):
+  """Fresh permutation every epoch, as a shuffling DataLoader."""
+  per_epoch = n // batch
+
+  def stream(key, steps):
+    epochs = -(-steps // per_epoch)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(
+        jax.random.split(key, epochs))
+    return perms[:, : per_epoch * batch].reshape(-1, batch)[:steps]
+  return stream
+
+
+def _supervised(name, title, optimizer, lr, steps, batch, sizes, xtr, ytr,
+                xte, yte, kind, model=_mlp):
+  xtr, ytr, xte, yte = map(jnp.asarray, (xtr, ytr, xte, yte))
+
+  def loss_of(params, x, y):
+    out = model(params, x)
+    if kind == "mse":
+      return jnp.mean((out[:, 0] - y) ** 2)
+    logp = jax.nn.log_softmax(out)
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+  def step_loss(params, ix):
+    loss = loss_of(params, xtr[ix], ytr[ix])
+    return loss, {"value": loss}
+
+  def score(params, aux):
+    del aux
+    return loss_of(params, xte, yte)
+
+  return Task(name, title, optimizer, lr, steps,
+              init=lambda k: _dense_init(k, sizes),
+              stream=_batches(xtr.shape[0], batch),
+              step_loss=step_loss, score=score)
+
+
+def seed_demo() -> Task:
+  """The seed's demo: y = Xw + 0.1 noise, MLP 10-32-1, SGD 0.05 momentum 0.9."""
+  from adaptive_optax import toy  # pylint: disable=import-outside-toplevel
+  train = toy.make_toy_dataset(0)
+  held = toy.make_toy_dataset(0, n=2048)  # same w (same key split), new draws
+  # make_toy_dataset draws x and noise from the same keys for any n, so the
+  # first 512 held-out rows would repeat the training set: drop them.
+  xte, yte = held.x[512:], held.y[512:, 0]
+  return _supervised("seed_demo", "seed demo (MLP 10-32-1, SGD+m)", "sgd",
+                     0.05, 2000, 64, (10, 32, 1), train.x, train.y[:, 0],
+                     xte, yte, "mse")
+
+
+def _digits():
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+  x, y = load_digits(return_X_y=True)
+  x = (x / 16.0).astype(np.float32)
+  perm = np.random.default_rng(0).permutation(len(x))
+  x, y = x[perm], y[perm].astype(np.int32)
+  return x[:1437], y[:1437], x[1437:], y[1437:]
+
+
+def digits_sgd() -> Task:
+  return _supervised("digits_sgd", "digits (MLP 64-64-10, SGD+m)", "sgd", 0.15,
+                     1500, 64, (64, 64, 10), *_digits(), "ce")
+
+
+def digits_adam() -> Task:
+  return _supervised("digits_adam", "digits (MLP 64-64-10, Adam)", "adam",
+                     1e-2, 1500, 64, (64, 64, 10), *_digits(), "ce")
+
+
+def friedman1() -> Task:
+  from sklearn.datasets import make_friedman1  # pylint: disable=import-outside-toplevel
+  x, y = make_friedman1(n_samples=3000, noise=1.0, random_state=0)
+  x = ((x - 0.5) / np.sqrt(1 / 12)).astype(np.float32)  # U(0,1) -> unit var
+  y = y.astype(np.float32)
+  return _supervised("friedman1", "friedman1 noise=1 (MLP 10-64-64-1, SGD+m)",
+                     "sgd", 1e-3, 2000, 64, (10, 64, 64, 1), x[:2000], y[:2000],
+                     x[2000:], y[2000:], "mse")
+
+
+_PATCH, _STRIDE, _CHANNELS = 5, 2, 32
+
+
+def _cnn(params, x):
+  """A 1-D conv as patch extraction + dense (faster than a conv on CPU)."""
+  n_pos = (x.shape[1] - _PATCH) // _STRIDE + 1
+  idx = np.arange(n_pos)[:, None] * _STRIDE + np.arange(_PATCH)[None, :]
+  patches = x[:, idx]  # (B, n_pos, patch)
+  h = jax.nn.relu(patches @ params[0]["w"] + params[0]["b"])
+  return _mlp(params[1:], h.reshape(x.shape[0], -1))
+
+
+def mnist1d() -> Task:
+  from mnist1d.data import get_dataset_args, make_dataset  # pylint: disable=import-outside-toplevel
+  saved = np.random.get_state()  # make_dataset reseeds numpy's generator
+  try:
+    d = make_dataset(get_dataset_args())
+  finally:
+    np.random.set_state(saved)
+  n_pos = (40 - _PATCH) // _STRIDE + 1
+  sizes = (_PATCH, _CHANNELS, n_pos * _CHANNELS, 10)
+  task = _supervised("mnist1d", "mnist1d (1-D CNN, Adam)", "adam", 1e-2, 2000,
+                     128, (1, 1), d["x"].astype(np.float32),
+                     d["y"].astype(np.int32), d["x_test"].astype(np.float32),
+                     d["y_test"].astype(np.int32), "ce", model=_cnn)
+  init = lambda k: (_dense_init(k, sizes[:2])
+                    + _dense_init(jax.random.fold_in(k, 1), sizes[2:]))
+  return dataclasses.replace(task, init=init)
+
+
+def bandit(arms: int = 10, pulls: int = 16, steps: int = 2000) -> Task:
+  """REINFORCE on a Bernoulli bandit whose arm ranking reverses half way.
+
+  The policy is a softmax over ``arms`` logits; each step draws ``pulls``
+  arms, the loss fed to the controller is ``1 - mean reward``, and the score
+  is the total expected regret ``sum_t (p*_t - pi_t . p_t)``.
+  """
+  probs = jnp.linspace(0.1, 0.9, arms)
+  probs = jax.random.permutation(jax.random.PRNGKey(7), probs)
+  switched = probs[::-1]
+
+  def step_loss(params, x):
+    key, t = x
+    p = jnp.where(t < steps // 2, probs, switched)
+    logp = jax.nn.log_softmax(params["logits"])
+    ka, kr = jax.random.split(key)
+    a = jax.random.categorical(ka, logp, shape=(pulls,))
+    r = (jax.random.uniform(kr, (pulls,)) < p[a]).astype(jnp.float32)
+    adv = jax.lax.stop_gradient(r - jnp.mean(r))
+    surrogate = -jnp.mean(adv * logp[a])
+    pi = jax.lax.stop_gradient(jnp.exp(logp))
+    aux = {"value": 1.0 - jnp.mean(r), "reward": jnp.mean(r),
+           "regret": jnp.max(p) - pi @ p}
+    return surrogate, aux
+
+  def stream(key, n):
+    return jax.random.split(key, n), jnp.arange(n)
+
+  return Task("bandit", "bandit, best arm changes half way (REINFORCE, SGD+m)",
+              "sgd", 3.0, steps,
+              init=lambda k: {"logits": jnp.zeros(arms)},
+              stream=stream, step_loss=step_loss,
+              score=lambda params, aux: jnp.sum(aux["regret"]), reward=True)
+
+
+ALL = (seed_demo, digits_sgd, digits_adam, friedman1, mnist1d, bandit)

@@ -1,0 +1,214 @@
+"""Benchmark 1: what the controller adds to a jitted optimizer step.
+
+Times one jitted ``update`` + ``apply_updates`` with params and state donated
+(as a real loop does), for ``opt`` alone, ``opt`` alone again (the A/A
+control: the noise floor), ``optax.chain(opt, adaptive_scale(...))`` with
+every policy on, and ``optax.chain(opt, reduce_on_plateau())``. Rounds are
+interleaved with a rotating order; the median round is quoted.
+
+  python benchmarks/overhead.py                      # full run (~3 min)
+  python benchmarks/overhead.py --sizes 1e4 --rounds 3 --steps 5 --out -
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import adaptive_optax as ao
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _timing  # noqa: E402  pylint: disable=wrong-import-position
+
+# Every policy on: trend, variance, reward, patience, cosine.
+ALL_POLICIES = dict(use_reward=True, use_cosine=True, T0=100, patience=20,
+                    cooldown=40, var_damp_scale=1.0)
+OPTIMIZERS = {
+    "sgd+momentum": lambda: optax.sgd(0.05, momentum=0.9),
+    "adam": lambda: optax.adam(1e-3),
+}
+LAYERS = 4  # several leaves: 4 square weight matrices and 4 biases
+PROTOTYPE = "+adaptive_scale, packed (prototype)"
+
+
+def packed(tx: optax.GradientTransformation) -> optax.GradientTransformation:
+  """``tx`` with its state stored as one flat vector per dtype.
+
+  A prototype of a cut the package could make: a jitted call pays per leaf
+  of its arguments and results (about a microsecond each on CPU), and the
+  controller's state has two dozen scalar leaves. Packing them into three
+  arrays leaves the arithmetic unchanged; only the dispatch shrinks. The
+  state is then opaque to ``ao.metrics`` (hence a prototype).
+  """
+  meta = {}
+
+  def pack(state):
+    leaves, meta["treedef"] = jax.tree.flatten(state)
+    meta["specs"] = [(x.shape, x.dtype) for x in leaves]
+    groups = {}
+    for x in leaves:
+      groups.setdefault(jnp.dtype(x.dtype).name, []).append(jnp.ravel(x))
+    return {k: jnp.concatenate(v) for k, v in sorted(groups.items())}
+
+  def unpack(flat):
+    offsets, leaves = dict.fromkeys(flat, 0), []
+    for shape, dtype in meta["specs"]:
+      k, size = jnp.dtype(dtype).name, int(np.prod(shape))
+      leaves.append(flat[k][offsets[k]:offsets[k] + size].reshape(shape))
+      offsets[k] += size
+    return jax.tree.unflatten(meta["treedef"], leaves)
+
+  def init_fn(params):
+    return pack(tx.init(params))
+
+  def update_fn(updates, state, params=None, **extra_args):
+    updates, state = tx.update(updates, unpack(state), params, **extra_args)
+    return updates, pack(state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def make_params(n: int, seed: int = 0):
+  """~n parameters as LAYERS (d, d) weights and (d,) biases."""
+  d = max(2, int(round((n / LAYERS) ** 0.5)))
+  keys = jax.random.split(jax.random.PRNGKey(seed), LAYERS)
+  return [dict(w=jax.random.normal(k, (d, d)) / d, b=jnp.zeros((d,)))
+          for k in keys]
+
+
+def variants(opt_name: str):
+  opt = OPTIMIZERS[opt_name]
+  return {
+      "plain": (opt(), {}),
+      "plain (A/A)": (opt(), {}),
+      "+adaptive_scale": (optax.chain(opt(), ao.adaptive_scale(**ALL_POLICIES)),
+                          {"reward": True}),
+      "+reduce_on_plateau": (
+          optax.chain(opt(), optax.contrib.reduce_on_plateau()), {}),
+      PROTOTYPE: (optax.chain(opt(), packed(ao.adaptive_scale(**ALL_POLICIES))),
+                  {"reward": True}),
+  }
+
+
+def build_step(tx, needs_reward: bool, with_value: bool):
+  def step(params, state, grads, loss, reward):
+    kw = {}
+    if with_value:
+      kw["value"] = loss
+    if needs_reward:
+      kw["reward"] = reward
+    updates, state = tx.update(grads, state, params, **kw)
+    return optax.apply_updates(params, updates), state
+  return jax.jit(step, donate_argnums=(0, 1))
+
+
+def measure(n: int, opt_name: str, rounds: int, steps: int):
+  params0 = make_params(n)
+  count = sum(x.size for x in jax.tree.leaves(params0))
+  grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params0)
+  loss, reward = jnp.float32(1.0), jnp.float32(0.5)
+  runs, compile_s, leaves = {}, {}, {}
+  for name, (tx, kw) in variants(opt_name).items():
+    with_value = name != "plain" and name != "plain (A/A)"
+    step = build_step(tx, kw.get("reward", False), with_value)
+    params = jax.tree.map(jnp.copy, params0)
+    state = tx.init(params)
+    leaves[name] = len(jax.tree.leaves(state))
+    t0 = time.perf_counter()
+    compiled = step.lower(params, state, grads, loss, reward).compile()
+    compile_s[name] = time.perf_counter() - t0
+    # A varying loss keeps every branch honest; values come from the host
+    # once, outside the timed loop.
+    losses = [jnp.float32(1.0 + 0.1 * np.sin(i)) for i in range(steps)]
+    box = {"p": params, "s": state}
+
+    def one_round(compiled=compiled, box=box, losses=losses):
+      p, s = box["p"], box["s"]
+      t0, c0 = time.perf_counter(), time.process_time()
+      for l in losses:
+        p, s = compiled(p, s, grads, l, reward)
+      jax.block_until_ready((p, s))
+      dt, dc = time.perf_counter() - t0, time.process_time() - c0
+      box["p"], box["s"] = p, s
+      return dt / len(losses), dc / len(losses)
+
+    one_round()  # warm up: first touch of donated buffers, caches
+    runs[name] = one_round
+  both = _timing.interleaved(runs, rounds)
+  wall = {k: [w for w, _ in v] for k, v in both.items()}
+  cpu = {k: [c for _, c in v] for k, v in both.items()}
+  return count, wall, cpu, compile_s, leaves
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--sizes", default="1e4,1e6,8e6",
+                  help="comma-separated parameter counts")
+  ap.add_argument("--optimizers", default=",".join(OPTIMIZERS))
+  ap.add_argument("--rounds", type=int, default=21)
+  ap.add_argument("--steps", type=int, default=0,
+                  help="steps per round (0: by size, ~0.1 s per round)")
+  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
+                                                "overhead.md"),
+                  help="results file; '-' prints only")
+  args = ap.parse_args(argv)
+  load0 = _timing.load_average()
+  sizes = [int(float(s)) for s in args.sizes.split(",")]
+  rows, comp_rows = [], []
+  for n in sizes:
+    steps = args.steps or max(5, min(500, int(2e8 / max(n, 1) / 10)))
+    for opt_name in args.optimizers.split(","):
+      count, per_step, cpu, compile_s, leaves = measure(
+          n, opt_name, args.rounds, steps)
+      base = _timing.median(per_step["plain"])
+      rop = _timing.median(per_step["+reduce_on_plateau"]) - base
+      cpu_base = _timing.median(cpu["plain"])
+      for name, xs in per_step.items():
+        med = _timing.median(xs)
+        extra = med - base
+        cpu_extra = _timing.median(cpu[name]) - cpu_base
+        rows.append([
+            f"{count:,}", opt_name, name, str(leaves[name]),
+            f"{med * 1e6:,.1f}",
+            _timing.percent(_timing.spread(xs)), f"{med / base:.3f}x",
+            f"{extra * 1e6:+.1f}",
+            (f"{extra / rop:.2f}" if "adaptive_scale" in name and rop > 0
+             else ""),
+            f"{_timing.median(cpu[name]) * 1e6:,.1f}",
+            f"{cpu_extra * 1e6:+.1f}",
+        ])
+        comp_rows.append([f"{count:,}", opt_name, name,
+                          f"{compile_s[name] * 1e3:.0f}"])
+  body = _timing.table(
+      ["params", "optimizer", "variant", "state leaves", "us/step (median)",
+       "IQR/2",
+       "vs plain", "extra us/step", "extra / reduce_on_plateau's",
+       "CPU us/step", "extra CPU us/step"], rows)
+  body += ("\n\nCompile time of the jitted step (lower + compile, one "
+           "measurement):\n\n")
+  body += _timing.table(["params", "optimizer", "variant", "compile ms"],
+                        comp_rows)
+  _timing.report(
+      "Step overhead: optax.chain(opt, adaptive_scale) vs opt alone", body,
+      None if args.out == "-" else args.out, load0,
+      extra={
+          "what": "one jitted update + apply_updates, params and state "
+                  "donated; median of interleaved rounds (order rotated)",
+          "CPU us/step": "process CPU time (all threads) per step: less "
+                         "sensitive to other jobs than wall time",
+          "rounds x steps": f"{args.rounds} x (by size; "
+                            f"{args.steps or 'auto'})",
+          "adaptive_scale policies": ", ".join(
+              f"{k}={v}" for k, v in ALL_POLICIES.items()),
+      })
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,1 @@
+"""Scripts that run in their own processes (fake devices, several hosts)."""

@@ -1,0 +1,78 @@
+"""The quality benchmark script runs end to end at CI size.
+
+The full suite is a script, not a test (about 15 minutes); this runs its
+``--quick`` mode once into a temporary folder and checks what it wrote.
+"""
+
+import math
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "quality.py"
+COLUMNS = ("fixed", "best fixed", "cosine", "plateau", "plateau~",
+           "reference", "ours", "prodigy", "dog")
+STARTS = ("good", "100x low", "10x high")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+  out = tmp_path_factory.mktemp("quality")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return out
+
+
+def _rows(md):
+  """{(task, start): {column: cell}} from the markdown table."""
+  lines = [l for l in md.splitlines() if l.startswith("|")]
+  header = [c.strip() for c in lines[0].strip("|").split("|")]
+  rows = {}
+  for line in lines[2:]:
+    cells = [c.strip().strip("*") for c in line.strip("|").split("|")]
+    rows[(cells[0], cells[1])] = dict(zip(header[2:], cells[2:]))
+  return header, rows
+
+
+def test_table_has_every_column_and_start(quick_run):
+  header, rows = _rows((quick_run / "quality.md").read_text())
+  assert tuple(header[2:]) == COLUMNS
+  for start in STARTS:
+    assert ("seed_demo", start) in rows
+  assert ("median", "all") in rows and ("worst", "all") in rows
+
+
+@pytest.mark.parametrize("start", STARTS)
+def test_every_cell_is_a_finite_ratio_or_div(quick_run, start):
+  _, rows = _rows((quick_run / "quality.md").read_text())
+  for column, cell in rows[("seed_demo", start)].items():
+    if cell == "div":
+      continue
+    value = float(cell)
+    assert math.isfinite(value) and value > 0, (column, cell)
+
+
+def test_best_fixed_column_is_at_least_one(quick_run):
+  # Scores are ratios to the best grid point of the same seed: the single
+  # best grid LR across seeds cannot beat each seed's own best.
+  _, rows = _rows((quick_run / "quality.md").read_text())
+  assert float(rows[("seed_demo", "good")]["best fixed"]) >= 1.0 - 1e-9
+
+
+def test_goals_are_reported(quick_run):
+  md = (quick_run / "quality.md").read_text()
+  goals = re.findall(r"-> (PASS|FAIL)", md)
+  assert len(goals) == 5
+
+
+def test_plot_is_written(quick_run):
+  png = quick_run / "quality_seed_demo.png"
+  assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
