@@ -230,6 +230,8 @@ def cmd_demo(args) -> int:
     raise UsageError(f"--steps must be >= 1, got {args.steps}.")
   policy = _policy_from(args.preset, args.config)
   out = pathlib.Path(args.out)
+  if not out.suffix:  # matplotlib would append .png and we would name the wrong file
+    out = out.with_suffix(".png")
   if not out.parent.is_dir():
     raise UsageError(f"{out}: the folder {out.parent} does not exist.")
   _figure()  # fail before training when matplotlib is missing
