@@ -18,6 +18,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptive_optax.toy import init_mlp as _dense_init  # torch.nn.Linear's init
+from adaptive_optax.toy import mlp as _mlp
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -31,24 +34,6 @@ class Task:
   step_loss: Callable[[Any, jax.Array], tuple[jax.Array, dict]]
   score: Callable[[Any, dict], jax.Array]
   reward: bool = False  # the controller columns also get reward=
-
-
-def _dense_init(key, sizes):
-  """torch.nn.Linear's default init, as the seed's model."""
-  params = []
-  for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-    key, kw, kb = jax.random.split(key, 3)
-    bound = 1.0 / np.sqrt(fan_in)
-    params.append(dict(
-        w=jax.random.uniform(kw, (fan_in, fan_out), minval=-bound, maxval=bound),
-        b=jax.random.uniform(kb, (fan_out,), minval=-bound, maxval=bound)))
-  return params
-
-
-def _mlp(params, x):
-  for layer in params[:-1]:
-    x = jax.nn.relu(x @ layer["w"] + layer["b"])
-  return x @ params[-1]["w"] + params[-1]["b"]
 
 
 def _batches(n, batch):
