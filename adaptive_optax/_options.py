@@ -133,7 +133,8 @@ def validate(hp: Mapping[str, Any], static: Mapping[str, Any],
 
 
 def build_policy(
-    kwargs: Mapping[str, Any], bounds: Mapping[str, Any], where: str
+    kwargs: Mapping[str, Any], bounds: Mapping[str, Any], where: str, *,
+    learning_rate=None, momentum=None,
 ) -> tuple[_policy.Hyperparams, _policy.Config]:
   """Merges defaults and ``kwargs``; validates; splits static from numeric.
 
@@ -142,10 +143,17 @@ def build_policy(
     bounds: the two bound names with their defaults (``lr_min``/``lr_max`` or
       ``min_scale``/``max_scale``).
     where: the caller's name, for the error on an unknown argument.
+    learning_rate: the starting LR, checked when given.
+    momentum: the starting momentum, checked when given; it is then driven
+      (``Config.has_momentum``).
 
   Returns:
-    ``(Hyperparams, Config)``; ``Config.has_momentum`` is left False.
+    ``(Hyperparams, Config)``.
   """
+  if learning_rate is not None:
+    _check("learning_rate", learning_rate, lambda v: v > 0, "a positive number")
+  if momentum is not None:
+    _check("momentum", momentum, lambda v: 0 <= v < 1, "in [0, 1)")
   known = {**POLICY_DEFAULTS, **STATIC_DEFAULTS, **bounds}
   unknown = sorted(set(kwargs) - set(known))
   if unknown:
@@ -164,5 +172,6 @@ def build_policy(
   cfg = _policy.Config(
       mode=static["mode"], var_window=int(static["var_window"]),
       use_reward=bool(static["use_reward"]),
-      use_cosine=bool(static["use_cosine"]))
+      use_cosine=bool(static["use_cosine"]),
+      has_momentum=momentum is not None)
   return hp, cfg

@@ -232,7 +232,7 @@ def step(
 
 
 def _observe(hp, cfg, state, loss, reward):
-  """Updates EMAs and the loss window; returns (state, has_loss, has_reward)."""
+  """Updates EMAs and the loss window; returns (state, has_loss)."""
   dtype = state.stored_rate.dtype
   if loss is None:  # the seed's step() without metrics
     has_loss = skipped = jnp.asarray(False)
@@ -261,7 +261,6 @@ def _observe(hp, cfg, state, loss, reward):
           skipped, _sat_inc(state.num_nonfinite), state.num_nonfinite),
   )
 
-  has_reward = jnp.asarray(False)
   if cfg.use_reward and reward is not None:
     has_reward = has_loss & jnp.isfinite(reward)
     safe_r = jnp.where(has_reward, reward, 0).astype(dtype)
@@ -283,7 +282,7 @@ def _observe(hp, cfg, state, loss, reward):
         reward_sq_dev=jnp.where(has_reward, sq, state.reward_sq_dev),
         has_reward_ema=state.has_reward_ema | has_reward,
     )
-  return state, has_loss, has_reward
+  return state, has_loss
 
 
 def _patience(hp, state, rate):
@@ -345,7 +344,7 @@ def _finish(hp, cfg, state, applied, momentum):
 def _reference_step(hp, cfg, state, loss, reward):
   dtype = state.stored_rate.dtype
   c = lambda x: jnp.asarray(x, dtype)
-  state, _, _ = _observe(hp, cfg, state, loss, reward)
+  state, _ = _observe(hp, cfg, state, loss, reward)
   lr = state.stored_rate
   m = state.applied_momentum
 
@@ -414,7 +413,7 @@ def _stable_step(hp, cfg, state, loss, reward):
   c = lambda x: jnp.asarray(x, dtype)
   w = cfg.var_window
   before = state
-  state, has_loss, has_reward = _observe(hp, cfg, state, loss, reward)
+  state, has_loss = _observe(hp, cfg, state, loss, reward)
   # While the cautious start holds it below the given rate, the probe works
   # on the effective rate; it is split back into stored rate and warm-up
   # factor at the end of the step.
@@ -519,7 +518,6 @@ def _stable_step(hp, cfg, state, loss, reward):
         prev_reward=jnp.where(snap, state.reward_ema, state.prev_reward),
         has_prev_reward=state.has_prev_reward | snap,
     )
-  del has_reward
 
   # Patience counts steps, so it is checked every step. After a big drop the
   # cooldown lasts at least cooldown_ratio times the steps so far: drops get

@@ -54,12 +54,11 @@ def simulate(
       raise ValueError("momentum needs learning_rate (a scale has none).")
     bounds, rate_name, rate0 = _options.SCALE_BOUNDS, "scale", 1.0
   else:
-    _options._check("learning_rate", learning_rate, lambda v: v > 0,
-                    "a positive number")
     bounds, rate_name, rate0 = _options.LR_BOUNDS, "learning_rate", learning_rate
-  hp, cfg = _options.build_policy(policy, bounds, "simulate")
-  has_momentum = momentum is not None
-  cfg = _policy.Config(**{**cfg.__dict__, "has_momentum": has_momentum})
+  hp, cfg = _options.build_policy(policy, bounds, "simulate",
+                                  learning_rate=learning_rate,
+                                  momentum=momentum)
+  has_momentum = cfg.has_momentum
 
   losses = jnp.asarray(losses)
   if losses.ndim != 1:

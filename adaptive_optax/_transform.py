@@ -289,15 +289,10 @@ def adaptive_hyperparams(
     raise ValueError(
         f"momentum was given but {getattr(factory, '__name__', factory)} has "
         "no momentum argument; leave momentum=None (the LR is still driven).")
-  for name, v in (("learning_rate", learning_rate),):
-    _options._check(name, v, lambda x: x > 0, "a positive number")
-  if has_momentum:
-    _options._check("momentum", momentum, lambda x: 0 <= x < 1, "in [0, 1)")
-
   hp, cfg = _options.build_policy(
       {**policy, "mode": mode, "lr_min": lr_min, "lr_max": lr_max},
-      _options.LR_BOUNDS, "adaptive_hyperparams")
-  cfg = cfg.__class__(**{**cfg.__dict__, "has_momentum": has_momentum})
+      _options.LR_BOUNDS, "adaptive_hyperparams",
+      learning_rate=learning_rate, momentum=momentum)
   inject_args = {"learning_rate": learning_rate}
   if has_momentum:
     inject_args["momentum"] = momentum

@@ -146,9 +146,8 @@ def _const(lr):
 
 def toy_setup(steps: int, seed: int):
   """The seed's data, initial MLP and batch order (shared by every run)."""
-  k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
-  return (toy.make_toy_dataset(), toy.init_mlp(k_init),
-          toy.batch_indices(k_data, steps))
+  params, idx = toy.initial_state(seed, steps)
+  return toy.make_toy_dataset(), params, idx
 
 
 def train_chunked(tx, lr_of: Callable, setup, on_chunk: Callable[[int], None]
@@ -159,15 +158,13 @@ def train_chunked(tx, lr_of: Callable, setup, on_chunk: Callable[[int], None]
   steps = len(idx)
   opt_state = tx.init(params)
 
+  step = toy.train_step(tx, data)
+
   @jax.jit
   def chunk(carry, ix):
     def body(carry, ix):
-      params, opt_state = carry
-      loss, grads = jax.value_and_grad(toy.mse)(params, data.x[ix],
-                                                data.y[ix])
-      updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-      params = optax.apply_updates(params, updates)
-      return (params, opt_state), (loss, lr_of(opt_state))
+      carry, loss = step(carry, ix)
+      return carry, (loss, lr_of(carry[1]))
     return jax.lax.scan(body, carry, ix)
 
   carry, losses, lrs = (params, opt_state), [], []

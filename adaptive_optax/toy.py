@@ -9,7 +9,7 @@ reshuffled every epoch, as the seed's ``DataLoader(shuffle=True)``.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +68,25 @@ def batch_indices(key: jax.Array, steps: int, n: int = N_SAMPLES,
   return perms[:, : per_epoch * batch].reshape(-1, batch)[:steps]
 
 
+def initial_state(seed: int, steps: int) -> tuple[list[dict], jax.Array]:
+  """Run ``seed``'s initial MLP and batch order: the same for every optimizer."""
+  k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
+  return init_mlp(k_init), batch_indices(k_data, steps)
+
+
+def train_step(tx: optax.GradientTransformation, data: Dataset):
+  """One step on a batch of indices: ``((params, opt_state), ix) -> (carry, loss)``.
+
+  ``tx.update`` gets ``value=`` the batch loss. Shaped for ``lax.scan``.
+  """
+  def step(carry, ix):
+    params, opt_state = carry
+    loss, grads = jax.value_and_grad(mse)(params, data.x[ix], data.y[ix])
+    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
+    return (optax.apply_updates(params, updates), opt_state), loss
+  return step
+
+
 def train(tx: optax.GradientTransformation, *, steps: int = SEED_EPOCHS *
           STEPS_PER_EPOCH, seed: int = 0, data: Dataset | None = None,
           with_metrics: bool | None = None) -> dict[str, jax.Array]:
@@ -82,32 +101,23 @@ def train(tx: optax.GradientTransformation, *, steps: int = SEED_EPOCHS *
     under ``metrics``.
   """
   data = make_toy_dataset() if data is None else data
-  k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
-  params = init_mlp(k_init)
+  params, idx = initial_state(seed, steps)
   opt_state = tx.init(params)
-  idx = batch_indices(k_data, steps)
   if with_metrics is None:
     try:
       _metrics.metrics(opt_state)
       with_metrics = True
     except ValueError:
       with_metrics = False
+  step = train_step(tx, data)
 
   def body(carry, ix):
-    params, opt_state = carry
-    loss, grads = jax.value_and_grad(mse)(params, data.x[ix], data.y[ix])
-    updates, opt_state = tx.update(grads, opt_state, params, value=loss)
-    params = optax.apply_updates(params, updates)
+    carry, loss = step(carry, ix)
     out = {"loss": loss}
     if with_metrics:
-      out["metrics"] = _metrics.metrics(opt_state)
-    return (params, opt_state), out
+      out["metrics"] = _metrics.metrics(carry[1])
+    return carry, out
 
   (params, _), out = jax.lax.scan(body, (params, opt_state), idx)
   out["final_mse"] = mse(params, data.x, data.y)
   return out
-
-
-def fixed_sgd(lr: float = SEED_LR, momentum: float = SEED_MOMENTUM
-              ) -> Callable[[], optax.GradientTransformation]:
-  return optax.sgd(lr, momentum=momentum)
