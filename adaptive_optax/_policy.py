@@ -78,11 +78,10 @@ class Config:
   has_momentum: bool = False
 
 
-class ControllerState(NamedTuple):
-  """The controller's state. All leaves are scalars except ``loss_window``.
+class Fields(NamedTuple):
+  """The controller's state, one field per quantity: what the math works on.
 
-  Field names are distinct from other optax states' fields (``scale``,
-  ``count``...) so ``optax.tree.get(state, "applied_rate")`` finds ours.
+  Stored packed as a :class:`ControllerState`; see :func:`pack`.
   """
 
   stored_rate: jax.Array  # (), float: LR (or scale) as moved by decisions.
@@ -108,6 +107,8 @@ class ControllerState(NamedTuple):
   prev_window_mean: jax.Array  # (), float: mean of the last decided window.
   prev_window_var: jax.Array  # (), float: variance of the last decided window.
   has_prev_window: jax.Array  # (), bool: a window has been decided.
+  window_noise_var: jax.Array  # (), float: window_noise of loss_window as
+  # the last step left it (stable mode's spike guard reads it: no re-reduce).
   num_steps: jax.Array  # (), int32: updates seen (saturating).
   num_nonfinite: jax.Array  # (), int32: non-finite losses skipped.
   probing: jax.Array  # (), bool: stable start-up probe still growing the rate.
@@ -115,11 +116,131 @@ class ControllerState(NamedTuple):
   # rate, < 1 only while the probe is below the given rate.
 
 
+
+# Scalar fields packed into ControllerState.stats (float, then the window) and
+# ControllerState.counters (int32; booleans as 0/1). A jitted call pays per
+# leaf of its arguments and results, and per kernel that writes one: two dozen
+# scalar leaves cost more than the controller's arithmetic.
+_FLOATS = ("applied_momentum", "loss_ema", "prev_loss", "reward_ema",
+           "prev_reward", "reward_sq_dev", "prev_window_mean",
+           "prev_window_var", "warmup", "window_noise_var")
+_INTS = ("window_fill", "window_pos", "steps_since_improve", "cooldown_left",
+         "cosine_t", "cosine_period", "window_steps", "num_steps",
+         "num_nonfinite")
+_BOOLS = ("has_loss_ema", "has_prev_loss", "has_reward_ema",
+          "has_prev_reward", "has_prev_window", "probing")
+_COUNTERS = _INTS + _BOOLS
+
+
+def _view(group: tuple[str, ...], name: str):
+  """A read-only property: ``name``'s slot in the vector that packs ``group``."""
+  if group is _FLOATS:
+    vector, i, is_bool = "stats", _FLOATS.index(name), False
+  else:
+    vector, i, is_bool = "counters", _COUNTERS.index(name), name in _BOOLS
+  def get(self):
+    x = getattr(self, vector)[..., i]
+    return x != 0 if is_bool else x
+  get.__doc__ = f"``{vector}[..., {i}]``: see :class:`Fields`."
+  return property(get)
+
+
+class ControllerState(NamedTuple):
+  """The controller's state: four leaves, whatever policies are on.
+
+  ``applied_rate`` and ``stored_rate`` are fields, with names distinct from
+  other optax states' (``scale``, ``count``...), so
+  ``optax.tree.get(state, "applied_rate")`` finds ours. The other quantities
+  of :class:`Fields` are packed into ``stats`` and ``counters`` and read by
+  name (``state.loss_ema``, ``state.loss_window``...); the views index the
+  last axis, so they also read stacked states (vmap, pmap). :meth:`replace`
+  sets them by name.
+  """
+
+  stored_rate: jax.Array  # (), float: LR (or scale) as moved by decisions.
+  applied_rate: jax.Array  # (), float: LR (or scale) used for the next update.
+  stats: jax.Array  # (10 + var_window,), float: _FLOATS, then loss_window.
+  counters: jax.Array  # (15,), int32: _INTS, then _BOOLS as 0/1.
+
+  applied_momentum = _view(_FLOATS, "applied_momentum")
+  loss_ema = _view(_FLOATS, "loss_ema")
+  prev_loss = _view(_FLOATS, "prev_loss")
+  reward_ema = _view(_FLOATS, "reward_ema")
+  prev_reward = _view(_FLOATS, "prev_reward")
+  reward_sq_dev = _view(_FLOATS, "reward_sq_dev")
+  prev_window_mean = _view(_FLOATS, "prev_window_mean")
+  prev_window_var = _view(_FLOATS, "prev_window_var")
+  warmup = _view(_FLOATS, "warmup")
+  window_noise_var = _view(_FLOATS, "window_noise_var")
+  loss_window = property(lambda self: self.stats[..., len(_FLOATS):],
+                         doc="``stats[..., 10:]``: see :class:`Fields`.")
+  window_fill = _view(_INTS, "window_fill")
+  window_pos = _view(_INTS, "window_pos")
+  steps_since_improve = _view(_INTS, "steps_since_improve")
+  cooldown_left = _view(_INTS, "cooldown_left")
+  cosine_t = _view(_INTS, "cosine_t")
+  cosine_period = _view(_INTS, "cosine_period")
+  window_steps = _view(_INTS, "window_steps")
+  num_steps = _view(_INTS, "num_steps")
+  num_nonfinite = _view(_INTS, "num_nonfinite")
+  has_loss_ema = _view(_BOOLS, "has_loss_ema")
+  has_prev_loss = _view(_BOOLS, "has_prev_loss")
+  has_reward_ema = _view(_BOOLS, "has_reward_ema")
+  has_prev_reward = _view(_BOOLS, "has_prev_reward")
+  has_prev_window = _view(_BOOLS, "has_prev_window")
+  probing = _view(_BOOLS, "probing")
+
+  def unpack(self) -> Fields:
+    """The state as one field per quantity."""
+    return Fields(**{k: getattr(self, k) for k in Fields._fields})
+
+  def replace(self, **fields) -> ControllerState:
+    """A copy with the named :class:`Fields` set (unbatched states only)."""
+    return pack(self.unpack()._replace(**fields))
+
+
+def _assemble(parts, dtype) -> jax.Array:
+  """``concatenate(parts)`` as one elementwise select over an index vector.
+
+  XLA:CPU computes each operand of a concatenate in a kernel of its own; a
+  chain of selects fuses into one kernel that writes the whole vector.
+  """
+  sizes = [max(1, p.size) for p in parts]
+  idx = jax.lax.iota(jnp.int32, sum(sizes))
+  out = jnp.zeros(sum(sizes), dtype)
+  start = 0
+  for p, size in zip(parts, sizes):
+    if p.ndim == 0:
+      out = jnp.where(idx == start, p, out)
+    else:  # a vector: gather it at the shifted index
+      out = jnp.where((idx >= start) & (idx < start + size),
+                      p[jnp.clip(idx - start, 0, size - 1)], out)
+    start += size
+  return out
+
+
+def pack(fields: Fields) -> ControllerState:
+  """Packs the scalar fields into two vectors (see ``ControllerState``)."""
+  dtype = fields.stored_rate.dtype
+  stats = _assemble([jnp.asarray(getattr(fields, k), dtype) for k in _FLOATS]
+                    + [fields.loss_window.astype(dtype)], dtype)
+  counters = _assemble([jnp.asarray(getattr(fields, k)).astype(jnp.int32)
+                        for k in _COUNTERS], jnp.int32)
+  return ControllerState(stored_rate=fields.stored_rate,
+                         applied_rate=fields.applied_rate,
+                         stats=stats, counters=counters)
+
+
+def _wrap(i: jax.Array, size: int) -> jax.Array:
+  """``i % size`` for ``0 <= i < 2 * size``, as a select (XLA fuses it)."""
+  return jnp.where(i >= size, i - size, i)
+
+
 def _sat_inc(x: jax.Array, by=1) -> jax.Array:
   return jnp.where(x >= _INT_MAX - by, _INT_MAX, x + by).astype(jnp.int32)
 
 
-def window_stats(state: ControllerState):
+def window_stats(state: Fields | ControllerState):
   """Mean and unbiased variance of the valid part of the loss window."""
   w = state.loss_window
   n = state.window_fill
@@ -132,7 +253,7 @@ def window_stats(state: ControllerState):
   return mean, jnp.minimum(var, jnp.finfo(w.dtype).max)
 
 
-def window_noise(state: ControllerState):
+def window_noise(state: Fields | ControllerState):
   """Mean and noise variance of the loss window, the trend taken out.
 
   Half the mean squared difference of consecutive losses estimates the noise
@@ -144,7 +265,8 @@ def window_noise(state: ControllerState):
   n = state.window_fill
   mean, _ = window_stats(state)
   idx = jnp.arange(size)
-  age = (state.window_pos - 1 - idx) % size  # 0 = newest
+  age = state.window_pos - 1 - idx  # 0 = newest
+  age = jnp.where(age < 0, age + size, age)  # a select fuses; % does not
   pair = age < n - 1  # this entry and the one written before it are valid
   d = w - jnp.roll(w, 1)  # w[i] - w[i - 1], wrapping
   sq = jnp.sum(jnp.where(pair, d * d, 0))
@@ -169,7 +291,7 @@ def init(
   f = lambda x: jnp.asarray(x, dtype)
   i = lambda x: jnp.asarray(x, jnp.int32)
   b = lambda x: jnp.asarray(x, bool)
-  state = ControllerState(
+  state = Fields(
       stored_rate=f(rate),
       applied_rate=f(rate),
       applied_momentum=f(momentum),
@@ -193,6 +315,7 @@ def init(
       prev_window_mean=f(0.0),
       prev_window_var=f(0.0),
       has_prev_window=b(False),
+      window_noise_var=f(0.0),
       num_steps=i(0),
       num_nonfinite=i(0),
       probing=b(cfg.mode == "stable"),
@@ -203,7 +326,7 @@ def init(
     state = state._replace(num_steps=i(0))
   else:
     state = _finish(hp, cfg, state, state.stored_rate, state.applied_momentum)
-  return state
+  return pack(state)
 
 
 def step(
@@ -219,12 +342,18 @@ def step(
   ``step_loss``): statistics are left alone, timers still advance. A
   non-finite reward is a step with no reward.
   """
-  dtype = state.stored_rate.dtype
+  return pack(advance(hp, cfg, state.unpack(), loss, reward))
+
+
+def advance(hp: Hyperparams, cfg: Config, fields: Fields,
+            loss: jax.typing.ArrayLike,
+            reward: jax.typing.ArrayLike | None = None) -> Fields:
+  """:func:`step` on the unpacked fields (for loops that carry them)."""
+  dtype = fields.stored_rate.dtype
   loss = jnp.asarray(loss).astype(dtype)
   reward = None if reward is None else jnp.asarray(reward).astype(dtype)
-  if cfg.mode == "reference":
-    return _reference_step(hp, cfg, state, loss, reward)
-  return _stable_step(hp, cfg, state, loss, reward)
+  policy = _reference_step if cfg.mode == "reference" else _stable_step
+  return policy(hp, cfg, fields, loss, reward)
 
 
 # ---------------------------------------------------------------------------
@@ -253,7 +382,8 @@ def _observe(hp, cfg, state, loss, reward):
       loss_ema=jnp.where(has_loss, ema, state.loss_ema),
       has_loss_ema=state.has_loss_ema | has_loss,
       loss_window=jnp.where(has_loss, window, state.loss_window),
-      window_pos=jnp.where(has_loss, (state.window_pos + 1) % w, state.window_pos),
+      window_pos=jnp.where(has_loss, _wrap(state.window_pos + 1, w),
+                           state.window_pos),
       window_fill=jnp.where(
           has_loss, jnp.minimum(state.window_fill + 1, w), state.window_fill
       ),
@@ -426,8 +556,7 @@ def _stable_step(hp, cfg, state, loss, reward):
   # such spikes within a few steps, long before a window trend would.
   # The spike leaves the window, which restarts after it, so it inflates
   # neither the noise band nor the next trend decision.
-  _, var_before = window_noise(before)
-  noise = jnp.sqrt(jnp.maximum(var_before, before.prev_window_var))
+  noise = jnp.sqrt(jnp.maximum(before.window_noise_var, before.prev_window_var))
   ref = jnp.abs(before.loss_ema)
   excess = jnp.where(has_loss, loss, 0).astype(dtype) - before.loss_ema
   spike = (has_loss & before.has_loss_ema
@@ -495,6 +624,7 @@ def _stable_step(hp, cfg, state, loss, reward):
       prev_window_mean=jnp.where(decide, mean, state.prev_window_mean),
       prev_window_var=jnp.where(decide, var, state.prev_window_var),
       has_prev_window=state.has_prev_window | decide,
+      window_noise_var=var,
       probing=probing & ~end_probe,
   )
 

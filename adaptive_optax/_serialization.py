@@ -60,8 +60,9 @@ def _describe(leaf) -> str:
 
 def _hint(path: tuple[str, ...]) -> str:
   name = path[-1] if path else ""
-  if name == "loss_window":
-    return " The controller's var_window differs (it sizes loss_window)."
+  if name == "stats":
+    return (" The controller's var_window differs (it sizes the loss window "
+            "in stats).")
   if "hyperparams" in path:
     return (" The inner optimizer's injected hyperparameters differ (momentum "
             "driven in one and not the other, or another optimizer).")
@@ -94,7 +95,7 @@ def restore_state(template, restored):
     >>> ao.restore_state(template, pickle.loads(saved))
     Traceback (most recent call last):
     ...
-    ValueError: Saved optimizer state does not match this optimizer at controller/loss_window: saved float32[20], expected float32[10]. The controller's var_window differs (it sizes loss_window).
+    ValueError: Saved optimizer state does not match this optimizer at controller/stats: saved float32[30], expected float32[20]. The controller's var_window differs (it sizes the loss window in stats).
   """
   flax = _flax()
   want_sd = flax.serialization.to_state_dict(template)

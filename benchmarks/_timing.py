@@ -94,7 +94,7 @@ def machine() -> dict[str, str]:
       "cpu": cpu,
       "cores": str(os.cpu_count()),
       "backend": jax.default_backend(),
-      "devices": ", ".join(str(d) for d in jax.devices()),
+      "devices": ", ".join(f"{d} {d.device_kind}" for d in jax.devices()),
       "jax": jax.__version__,
       "python": platform.python_version(),
   }

@@ -35,44 +35,6 @@ OPTIMIZERS = {
     "adam": lambda: optax.adam(1e-3),
 }
 LAYERS = 4  # several leaves: 4 square weight matrices and 4 biases
-PROTOTYPE = "+adaptive_scale, packed (prototype)"
-
-
-def packed(tx: optax.GradientTransformation) -> optax.GradientTransformation:
-  """``tx`` with its state stored as one flat vector per dtype.
-
-  A prototype of a cut the package could make: a jitted call pays per leaf
-  of its arguments and results (about a microsecond each on CPU), and the
-  controller's state has two dozen scalar leaves. Packing them into three
-  arrays leaves the arithmetic unchanged; only the dispatch shrinks. The
-  state is then opaque to ``ao.metrics`` (hence a prototype).
-  """
-  meta = {}
-
-  def pack(state):
-    leaves, meta["treedef"] = jax.tree.flatten(state)
-    meta["specs"] = [(x.shape, x.dtype) for x in leaves]
-    groups = {}
-    for x in leaves:
-      groups.setdefault(jnp.dtype(x.dtype).name, []).append(jnp.ravel(x))
-    return {k: jnp.concatenate(v) for k, v in sorted(groups.items())}
-
-  def unpack(flat):
-    offsets, leaves = dict.fromkeys(flat, 0), []
-    for shape, dtype in meta["specs"]:
-      k, size = jnp.dtype(dtype).name, int(np.prod(shape))
-      leaves.append(flat[k][offsets[k]:offsets[k] + size].reshape(shape))
-      offsets[k] += size
-    return jax.tree.unflatten(meta["treedef"], leaves)
-
-  def init_fn(params):
-    return pack(tx.init(params))
-
-  def update_fn(updates, state, params=None, **extra_args):
-    updates, state = tx.update(updates, unpack(state), params, **extra_args)
-    return updates, pack(state)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def make_params(n: int, seed: int = 0):
@@ -92,8 +54,6 @@ def variants(opt_name: str):
                           {"reward": True}),
       "+reduce_on_plateau": (
           optax.chain(opt(), optax.contrib.reduce_on_plateau()), {}),
-      PROTOTYPE: (optax.chain(opt(), packed(ao.adaptive_scale(**ALL_POLICIES))),
-                  {"reward": True}),
   }
 
 

@@ -97,8 +97,8 @@ def test_restarts_continue_at_the_saturated_period(mode):
   cap = _policy.MAX_COSINE_PERIOD
   tx = _tx(mode, T0=1, T_mult=2)
   state = tx.init(jnp.zeros(2))
-  ctrl = state.controller._replace(cosine_t=jnp.int32(cap - 2),
-                                   cosine_period=jnp.int32(cap))
+  ctrl = state.controller.replace(cosine_t=jnp.int32(cap - 2),
+                                  cosine_period=jnp.int32(cap))
   state = _steps(tx, state._replace(controller=ctrl), [1.0] * 4)
   assert int(state.controller.cosine_period) == cap
   assert 0 <= int(state.controller.cosine_t) <= 2
@@ -118,11 +118,10 @@ def test_step_counters_saturate_at_int32_max(mode):
   near = jnp.int32(INT32_MAX - 2)
   # Stable mode's start-up probe resets the patience counter while it runs:
   # end it explicitly, as a spike or a worse window would.
-  ctrl = state.controller._replace(probing=jnp.asarray(False),
-                                   warmup=jnp.ones_like(state.controller.warmup))
-  ctrl = ctrl._replace(num_steps=near, num_nonfinite=near,
-                                   steps_since_improve=near,
-                                   cooldown_left=jnp.int32(1000))
+  ctrl = state.controller.replace(probing=jnp.asarray(False),
+                                  warmup=jnp.ones_like(state.controller.warmup))
+  ctrl = ctrl.replace(num_steps=near, num_nonfinite=near,
+                      steps_since_improve=near, cooldown_left=jnp.int32(1000))
   ctrl = _steps(tx, state._replace(controller=ctrl),
                 [x * 1.05**24 for x in losses]).controller
   assert int(ctrl.num_steps) == INT32_MAX

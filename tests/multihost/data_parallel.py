@@ -39,7 +39,8 @@ def _flat(params, state):
   """The final parameters and controller state as named numpy arrays."""
   import jax
   import numpy as np
-  leaves = jax.tree_util.tree_flatten_with_path((params, state.controller))[0]
+  leaves = jax.tree_util.tree_flatten_with_path(
+      (params, state.controller.unpack()))[0]
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
