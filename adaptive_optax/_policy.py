@@ -377,7 +377,10 @@ def _observe(hp, cfg, state, loss, reward):
       safe_loss,
   )
   w = cfg.var_window
-  window = state.loss_window.at[state.window_pos].set(safe_loss)
+  # A select rather than .at[].set: it fuses with its neighbours (one kernel
+  # less per step on XLA:CPU).
+  window = jnp.where(jnp.arange(w) == state.window_pos, safe_loss,
+                     state.loss_window)
   state = state._replace(
       loss_ema=jnp.where(has_loss, ema, state.loss_ema),
       has_loss_ema=state.has_loss_ema | has_loss,

@@ -128,17 +128,24 @@ def main(argv=None):
       count, per_step, cpu, compile_s, leaves = measure(
           n, opt_name, args.rounds, steps)
       base = _timing.median(per_step["plain"])
-      rop = _timing.median(per_step["+reduce_on_plateau"]) - base
+      plain = per_step["plain"]
+      # Rounds are interleaved, so a variant and the plain optimizer of the
+      # same round saw the same machine: their paired ratio and difference
+      # are steadier than a ratio of medians when the machine's speed drifts.
+      paired = {k: ([x / p for x, p in zip(xs, plain)],
+                    [x - p for x, p in zip(xs, plain)])
+                for k, xs in per_step.items()}
+      rop = _timing.median(paired["+reduce_on_plateau"][1])
       cpu_base = _timing.median(cpu["plain"])
       for name, xs in per_step.items():
         med = _timing.median(xs)
-        extra = med - base
+        ratio, extra = (_timing.median(v) for v in paired[name])
         cpu_extra = _timing.median(cpu[name]) - cpu_base
         rows.append([
             f"{count:,}", opt_name, name, str(leaves[name]),
             f"{med * 1e6:,.1f}",
             _timing.percent(_timing.spread(xs)), f"{med / base:.3f}x",
-            f"{extra * 1e6:+.1f}",
+            f"{ratio:.3f}x", f"{extra * 1e6:+.1f}",
             (f"{extra / rop:.2f}" if "adaptive_scale" in name and rop > 0
              else ""),
             f"{_timing.median(cpu[name]) * 1e6:,.1f}",
@@ -148,8 +155,8 @@ def main(argv=None):
                           f"{compile_s[name] * 1e3:.0f}"])
   body = _timing.table(
       ["params", "optimizer", "variant", "state leaves", "us/step (median)",
-       "IQR/2",
-       "vs plain", "extra us/step", "extra / reduce_on_plateau's",
+       "IQR/2", "vs plain (medians)", "vs plain (paired)",
+       "extra us/step (paired)", "extra / reduce_on_plateau's",
        "CPU us/step", "extra CPU us/step"], rows)
   body += ("\n\nCompile time of the jitted step (lower + compile, one "
            "measurement):\n\n")
@@ -161,6 +168,8 @@ def main(argv=None):
       extra={
           "what": "one jitted update + apply_updates, params and state "
                   "donated; median of interleaved rounds (order rotated)",
+          "paired": "median over rounds of (variant / plain) and "
+                    "(variant - plain) within the same round",
           "CPU us/step": "process CPU time (all threads) per step: less "
                          "sensitive to other jobs than wall time",
           "rounds x steps": f"{args.rounds} x (by size; "
