@@ -3,8 +3,10 @@
 Times one jitted ``update`` + ``apply_updates`` with params and state donated
 (as a real loop does), for ``opt`` alone, ``opt`` alone again (the A/A
 control: the noise floor), ``optax.chain(opt, adaptive_scale(...))`` with
-every policy on, and ``optax.chain(opt, reduce_on_plateau())``. Rounds are
-interleaved with a rotating order; the median round is quoted.
+every policy on, ``optax.chain(opt, reduce_on_plateau())``, and a control
+with the least state a loss-driven transform can have (two scalars). Rounds
+are interleaved with a rotating order; the median round is quoted, and the
+median of each round's ratio to (and difference from) the plain optimizer.
 
   python benchmarks/overhead.py                      # full run (~3 min)
   python benchmarks/overhead.py --sizes 1e4 --rounds 3 --steps 5 --out -
@@ -37,6 +39,28 @@ OPTIMIZERS = {
 LAYERS = 4  # several leaves: 4 square weight matrices and 4 biases
 
 
+def two_scalar_state() -> optax.GradientTransformationExtraArgs:
+  """A control: the least a loss-driven transform can be (two scalars).
+
+  An EMA of the loss scales the updates and a step counter is kept beside
+  it. Its cost is what any stateful controller pays for being there at all,
+  whatever its arithmetic (on XLA:CPU, an output that the update does not
+  read can switch the step from inline to thread-pool execution).
+  """
+  def init_fn(params):
+    del params
+    return jnp.zeros(()), jnp.zeros((), jnp.int32)
+
+  def update_fn(updates, state, params=None, *, value, **extra_args):
+    del params, extra_args
+    ema = 0.9 * state[0] + 0.1 * value
+    scale = 1.0 / (1.0 + ema)
+    return (jax.tree.map(lambda u: u * scale, updates),
+            (ema, state[1] + 1))
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
 def make_params(n: int, seed: int = 0):
   """~n parameters as LAYERS (d, d) weights and (d,) biases."""
   d = max(2, int(round((n / LAYERS) ** 0.5)))
@@ -54,6 +78,8 @@ def variants(opt_name: str):
                           {"reward": True}),
       "+reduce_on_plateau": (
           optax.chain(opt(), optax.contrib.reduce_on_plateau()), {}),
+      "+two-scalar state (control)": (
+          optax.chain(opt(), two_scalar_state()), {}),
   }
 
 
