@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 
@@ -83,6 +84,21 @@ def variants(opt_name: str):
   }
 
 
+# Entry-level instructions that run as kernels (thunks on CPU, launches on
+# GPU); the rest only name buffers.
+_NOT_KERNELS = ("parameter", "constant", "get-tuple-element", "tuple",
+                "bitcast")
+
+
+def count_kernels(compiled) -> int:
+  """Kernels in the optimized program's entry computation."""
+  text = compiled.as_text()
+  entry = text[text.index("\nENTRY"):]
+  entry = entry[:entry.index("\n}")]
+  ops = re.findall(r"= \S+ ([\w-]+)\(", entry)
+  return sum(op not in _NOT_KERNELS for op in ops)
+
+
 def build_step(tx, needs_reward: bool, with_value: bool):
   def step(params, state, grads, loss, reward):
     kw = {}
@@ -100,7 +116,7 @@ def measure(n: int, opt_name: str, rounds: int, steps: int):
   count = sum(x.size for x in jax.tree.leaves(params0))
   grads = jax.tree.map(lambda p: 1e-3 * jnp.ones_like(p), params0)
   loss, reward = jnp.float32(1.0), jnp.float32(0.5)
-  runs, compile_s, leaves = {}, {}, {}
+  runs, compile_s, leaves, kernels = {}, {}, {}, {}
   for name, (tx, kw) in variants(opt_name).items():
     with_value = name != "plain" and name != "plain (A/A)"
     step = build_step(tx, kw.get("reward", False), with_value)
@@ -110,6 +126,7 @@ def measure(n: int, opt_name: str, rounds: int, steps: int):
     t0 = time.perf_counter()
     compiled = step.lower(params, state, grads, loss, reward).compile()
     compile_s[name] = time.perf_counter() - t0
+    kernels[name] = count_kernels(compiled)
     # A varying loss keeps every branch honest; values come from the host
     # once, outside the timed loop.
     losses = [jnp.float32(1.0 + 0.1 * np.sin(i)) for i in range(steps)]
@@ -130,7 +147,7 @@ def measure(n: int, opt_name: str, rounds: int, steps: int):
   both = _timing.interleaved(runs, rounds)
   wall = {k: [w for w, _ in v] for k, v in both.items()}
   cpu = {k: [c for _, c in v] for k, v in both.items()}
-  return count, wall, cpu, compile_s, leaves
+  return count, wall, cpu, compile_s, leaves, kernels
 
 
 def main(argv=None):
@@ -151,7 +168,7 @@ def main(argv=None):
   for n in sizes:
     steps = args.steps or max(5, min(500, int(2e8 / max(n, 1) / 10)))
     for opt_name in args.optimizers.split(","):
-      count, per_step, cpu, compile_s, leaves = measure(
+      count, per_step, cpu, compile_s, leaves, kernels = measure(
           n, opt_name, args.rounds, steps)
       base = _timing.median(per_step["plain"])
       plain = per_step["plain"]
@@ -169,7 +186,7 @@ def main(argv=None):
         cpu_extra = _timing.median(cpu[name]) - cpu_base
         rows.append([
             f"{count:,}", opt_name, name, str(leaves[name]),
-            f"{med * 1e6:,.1f}",
+            str(kernels[name]), f"{med * 1e6:,.1f}",
             _timing.percent(_timing.spread(xs)), f"{med / base:.3f}x",
             f"{ratio:.3f}x", f"{extra * 1e6:+.1f}",
             (f"{extra / rop:.2f}" if "adaptive_scale" in name and rop > 0
@@ -180,7 +197,8 @@ def main(argv=None):
         comp_rows.append([f"{count:,}", opt_name, name,
                           f"{compile_s[name] * 1e3:.0f}"])
   body = _timing.table(
-      ["params", "optimizer", "variant", "state leaves", "us/step (median)",
+      ["params", "optimizer", "variant", "state leaves", "kernels",
+       "us/step (median)",
        "IQR/2", "vs plain (medians)", "vs plain (paired)",
        "extra us/step (paired)", "extra / reduce_on_plateau's",
        "CPU us/step", "extra CPU us/step"], rows)
@@ -196,6 +214,9 @@ def main(argv=None):
                   "donated; median of interleaved rounds (order rotated)",
           "paired": "median over rounds of (variant / plain) and "
                     "(variant - plain) within the same round",
+          "kernels": "instructions of the compiled step's entry computation "
+                     "that run (fusions, copies...; not parameters or "
+                     "tuples)",
           "CPU us/step": "process CPU time (all threads) per step: less "
                          "sensitive to other jobs than wall time",
           "rounds x steps": f"{args.rounds} x (by size; "
