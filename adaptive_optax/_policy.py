@@ -114,6 +114,9 @@ class Fields(NamedTuple):
   probing: jax.Array  # (), bool: stable start-up probe still growing the rate.
   warmup: jax.Array  # (), float: stable cautious-start factor of the applied
   # rate, < 1 only while the probe is below the given rate.
+  given_rate: jax.Array  # (), float: stable: the rate given at init.
+  plateau_ref: jax.Array  # (), float: stable: window mean at the start of the
+  # current patience period, which the next patience check must beat.
 
 
 
@@ -123,7 +126,8 @@ class Fields(NamedTuple):
 # scalar leaves cost more than the controller's arithmetic.
 _FLOATS = ("applied_momentum", "loss_ema", "prev_loss", "reward_ema",
            "prev_reward", "reward_sq_dev", "prev_window_mean",
-           "prev_window_var", "warmup", "window_noise_var")
+           "prev_window_var", "warmup", "window_noise_var", "given_rate",
+           "plateau_ref")
 _INTS = ("window_fill", "window_pos", "steps_since_improve", "cooldown_left",
          "cosine_t", "cosine_period", "window_steps", "num_steps",
          "num_nonfinite")
@@ -159,7 +163,7 @@ class ControllerState(NamedTuple):
 
   stored_rate: jax.Array  # (), float: LR (or scale) as moved by decisions.
   applied_rate: jax.Array  # (), float: LR (or scale) used for the next update.
-  stats: jax.Array  # (10 + var_window,), float: _FLOATS, then loss_window.
+  stats: jax.Array  # (12 + var_window,), float: _FLOATS, then loss_window.
   counters: jax.Array  # (15,), int32: _INTS, then _BOOLS as 0/1.
 
   applied_momentum = _view(_FLOATS, "applied_momentum")
@@ -172,8 +176,10 @@ class ControllerState(NamedTuple):
   prev_window_var = _view(_FLOATS, "prev_window_var")
   warmup = _view(_FLOATS, "warmup")
   window_noise_var = _view(_FLOATS, "window_noise_var")
+  given_rate = _view(_FLOATS, "given_rate")
+  plateau_ref = _view(_FLOATS, "plateau_ref")
   loss_window = property(lambda self: self.stats[..., len(_FLOATS):],
-                         doc="``stats[..., 10:]``: see :class:`Fields`.")
+                         doc="``stats[..., 12:]``: see :class:`Fields`.")
   window_fill = _view(_INTS, "window_fill")
   window_pos = _view(_INTS, "window_pos")
   steps_since_improve = _view(_INTS, "steps_since_improve")
@@ -320,6 +326,8 @@ def init(
       num_nonfinite=i(0),
       probing=b(cfg.mode == "stable"),
       warmup=f(1.0),
+      given_rate=f(rate),
+      plateau_ref=f(0.0),
   )
   if cfg.mode == "reference":
     state = _reference_step(hp, cfg, state, None, None)
@@ -597,8 +605,11 @@ def _stable_step(hp, cfg, state, loss, reward):
   down = known & (-diff > band)
 
   # Start-up probe: the rate grows by probe_growth per window while the loss
-  # does not get worse, so a start 100x too low recovers in ~10 windows. A
-  # window worse by one band holds it; a spike (already cut above) or a
+  # improves beyond the noise band, so a start 100x too low recovers in ~10
+  # windows, and by its square root after a window inside the band: near the
+  # edge of stability the loss stops improving, and the smaller step halves
+  # the overshoot past the last rate that helped. A window worse by one band
+  # holds it; a spike (already cut above) or a
   # window worse by two bands (the decision is irreversible) ends it, then
   # falling back to a quarter of the last rate that did not hurt: the best
   # rate is typically a few times below the edge of stability.
@@ -610,7 +621,7 @@ def _stable_step(hp, cfg, state, loss, reward):
   end_probe = worse | (probing & spike)
   grow = probing & known & ~down & ~end_probe  # weak evidence: hold
   growth = c(hp.probe_growth)
-  rate = jnp.where(grow, rate * growth,
+  rate = jnp.where(grow, rate * jnp.where(up, growth, jnp.sqrt(growth)),
                    jnp.where(worse, rate / (growth * growth), rate))
   # The seed's trend rule: up at any time (the probe's growth comes on top);
   # down only after the probe, where a worse window holds it instead.
@@ -652,19 +663,41 @@ def _stable_step(hp, cfg, state, loss, reward):
         has_prev_reward=state.has_prev_reward | snap,
     )
 
-  # Patience counts steps, so it is checked every step. After a big drop the
-  # cooldown lasts at least cooldown_ratio times the steps so far: drops get
-  # rarer as training goes on (the rate decays no faster than a power of
-  # 1/t), whatever the run's length.
+  # Patience, checked every step. A check is due after `patience` steps
+  # without an improving window, once no cooldown runs. Above the given rate
+  # it drops the rate (the probe's edge of stability is typically above the
+  # best rate). At or below the given rate it drops only when the loss has
+  # stalled over the whole period since the last check: the last window's
+  # mean is not below the period's starting level by the noise band and by
+  # the drop's own factor (a drop by big_drop lowers a noise-limited loss by
+  # at most that factor; a loss that fell further without one is not held up
+  # by the rate). Either way a new period starts, lasting at least
+  # cooldown_ratio times the steps so far: checks (and drops) get rarer as
+  # training goes on, the rate decaying no faster than a power of 1/t,
+  # whatever the run's length. The probe's end is a cut too: it starts the
+  # first period.
   in_cooldown = state.cooldown_left > 0
-  state, rate = _patience(hp, state, rate)
-  dropped = ~in_cooldown & (state.cooldown_left > 0)
+  check = ~in_cooldown & (state.steps_since_improve >= hp.patience)
+  last = jnp.where(state.has_prev_window, state.prev_window_mean,
+                   before.loss_ema)
+  ref = state.plateau_ref
+  rel = jnp.maximum(c(hp.min_rel_improve), 1 - c(hp.big_drop))
+  need = jnp.maximum(2 * jnp.sqrt(2 * state.prev_window_var / w),
+                     rel * jnp.abs(ref))
+  progress = (ref - last > need) & (rate <= state.given_rate)
+  rate = jnp.where(check & ~progress, rate * c(hp.big_drop), rate)
+  period = check | end_probe
   relative = jnp.floor(c(hp.cooldown_ratio) * state.num_steps.astype(dtype))
   relative = jnp.minimum(relative, c(_INT_MAX - 1)).astype(jnp.int32)
+  length = jnp.maximum(jnp.asarray(hp.cooldown).astype(jnp.int32), relative)
   state = state._replace(
       cooldown_left=jnp.where(
-          dropped, jnp.maximum(state.cooldown_left, relative),
-          state.cooldown_left).astype(jnp.int32),
+          period, length,
+          jnp.where(in_cooldown, state.cooldown_left - 1, state.cooldown_left),
+      ).astype(jnp.int32),
+      steps_since_improve=jnp.where(
+          period, 0, state.steps_since_improve).astype(jnp.int32),
+      plateau_ref=jnp.where(period, last, ref),
   )
 
   # Modulations of the applied rate only: never written back.

@@ -95,7 +95,7 @@ def restore_state(template, restored):
     >>> ao.restore_state(template, pickle.loads(saved))
     Traceback (most recent call last):
     ...
-    ValueError: Saved optimizer state does not match this optimizer at controller/stats: saved float32[30], expected float32[20]. The controller's var_window differs (it sizes the loss window in stats).
+    ValueError: Saved optimizer state does not match this optimizer at controller/stats: saved float32[32], expected float32[22]. The controller's var_window differs (it sizes the loss window in stats).
   """
   flax = _flax()
   want_sd = flax.serialization.to_state_dict(template)
