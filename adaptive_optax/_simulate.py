@@ -75,20 +75,10 @@ def simulate(
     dtype = jnp.dtype(jnp.float32)
   state = _policy.init(hp, cfg, rate0, momentum if has_momentum else 0.0, dtype)
 
-  # Which carry XLA:CPU runs faster was measured (benchmarks/controller_alone.py):
-  # the reference step with one scalar per field (0.1 us/step against 1.8
-  # packed), the stable step packed (1.3 us/step against 2.7 unpacked).
-  packed = cfg.mode == "stable"
-  if not packed:
-    state = state.unpack()
-
   def body(state, xs):
     loss, reward = xs
-    reward = reward if cfg.use_reward else None
-    if packed:
-      state = _policy.step(hp, cfg, state, loss, reward)
-    else:
-      state = _policy.advance(hp, cfg, state, loss, reward)
+    state = _policy.step(hp, cfg, state, loss,
+                         reward if cfg.use_reward else None)
     return state, _metrics.controller_metrics(state, rate_name, has_momentum)
 
   xs = (losses, rewards if cfg.use_reward else jnp.zeros_like(losses))
