@@ -242,6 +242,11 @@ def _wrap(i: jax.Array, size: int) -> jax.Array:
   return jnp.where(i >= size, i - size, i)
 
 
+def _beyond(x, k, var, floor=0.0):
+  """``x > max(k * sqrt(var), floor)``, squared: no sqrt kernel per test."""
+  return (x > floor) & (x >= 0) & (x * x > k * k * var)
+
+
 def _sat_inc(x: jax.Array, by=1) -> jax.Array:
   return jnp.where(x >= _INT_MAX - by, _INT_MAX, x + by).astype(jnp.int32)
 
@@ -567,12 +572,12 @@ def _stable_step(hp, cfg, state, loss, reward):
   # such spikes within a few steps, long before a window trend would.
   # The spike leaves the window, which restarts after it, so it inflates
   # neither the noise band nor the next trend decision.
-  noise = jnp.sqrt(jnp.maximum(before.window_noise_var, before.prev_window_var))
+  noise_var = jnp.maximum(before.window_noise_var, before.prev_window_var)
   ref = jnp.abs(before.loss_ema)
   excess = jnp.where(has_loss, loss, 0).astype(dtype) - before.loss_ema
   spike = (has_loss & before.has_loss_ema
-           & (excess > (c(hp.guard_ratio) - 1) * ref)
-           & (excess > c(hp.guard_sigma) * noise))
+           & _beyond(excess, c(hp.guard_sigma), noise_var,
+                     (c(hp.guard_ratio) - 1) * ref))
   cut = ref / (ref + jnp.maximum(excess, 0) + _REL_EPS)
   # While probing, a spike is the rate being too high: it cuts the stored
   # rate. Afterwards an isolated bad batch is likelier (heavy-tailed losses
@@ -599,10 +604,11 @@ def _stable_step(hp, cfg, state, loss, reward):
   known = decide & state.has_prev_window
   prev_mean = state.prev_window_mean
   diff = prev_mean - mean
-  se = jnp.sqrt((var + state.prev_window_var) / w)
-  band = jnp.maximum(2 * se, c(hp.min_rel_improve) * jnp.abs(prev_mean))
-  up = known & (diff > band)
-  down = known & (-diff > band)
+  # Outside the band max(2 standard errors, min_rel_improve * |mean|):
+  se_var = (var + state.prev_window_var) / w
+  floor = c(hp.min_rel_improve) * jnp.abs(prev_mean)
+  up = known & _beyond(diff, 2, se_var, floor)
+  down = known & _beyond(-diff, 2, se_var, floor)
 
   # Start-up probe: the rate grows by probe_growth per window while the loss
   # improves beyond the noise band, so a start 100x too low recovers in ~10
@@ -617,7 +623,7 @@ def _stable_step(hp, cfg, state, loss, reward):
   # Below the given rate (warm-up < 1) only a spike ends the probe: the
   # user's rate is evidence too, and a worse window there is likelier noise.
   worse = (probing & known & (state.warmup >= 1)
-           & (-diff > 2 * band))  # irreversible: more evidence
+           & _beyond(-diff, 4, se_var, 2 * floor))  # two bands: irreversible
   end_probe = worse | (probing & spike)
   grow = probing & known & ~down & ~end_probe  # weak evidence: hold
   growth = c(hp.probe_growth)
@@ -646,11 +652,11 @@ def _stable_step(hp, cfg, state, loss, reward):
   # own noise (the EMA's standard deviation).
   if cfg.use_reward:
     rbeta = c(hp.reward_beta)
-    r_se = jnp.sqrt(state.reward_sq_dev * (1 - rbeta) / (1 + rbeta))
+    r_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)  # the EMA's
     r_known = decide & state.has_reward_ema & state.has_prev_reward
     r_diff = state.reward_ema - state.prev_reward
-    better = r_known & (r_diff > 2 * r_se)
-    worse = r_known & (r_diff < -2 * r_se)
+    better = r_known & _beyond(r_diff, 2, r_var)
+    worse = r_known & _beyond(-r_diff, 2, r_var)
     rate = jnp.where(better, rate * c(hp.reward_up),
                      jnp.where(worse, rate * c(hp.reward_down), rate))
     if cfg.has_momentum:
@@ -682,9 +688,9 @@ def _stable_step(hp, cfg, state, loss, reward):
                    before.loss_ema)
   ref = state.plateau_ref
   rel = jnp.maximum(c(hp.min_rel_improve), 1 - c(hp.big_drop))
-  need = jnp.maximum(2 * jnp.sqrt(2 * state.prev_window_var / w),
-                     rel * jnp.abs(ref))
-  progress = (ref - last > need) & (rate <= state.given_rate)
+  progress = (_beyond(ref - last, 2, 2 * state.prev_window_var / w,
+                      rel * jnp.abs(ref))
+              & (rate <= state.given_rate))
   rate = jnp.where(check & ~progress, rate * c(hp.big_drop), rate)
   period = check | end_probe
   relative = jnp.floor(c(hp.cooldown_ratio) * state.num_steps.astype(dtype))
