@@ -355,18 +355,11 @@ def step(
   ``step_loss``): statistics are left alone, timers still advance. A
   non-finite reward is a step with no reward.
   """
-  return pack(advance(hp, cfg, state.unpack(), loss, reward))
-
-
-def advance(hp: Hyperparams, cfg: Config, fields: Fields,
-            loss: jax.typing.ArrayLike,
-            reward: jax.typing.ArrayLike | None = None) -> Fields:
-  """:func:`step` on the unpacked fields (for loops that carry them)."""
-  dtype = fields.stored_rate.dtype
+  dtype = state.stored_rate.dtype
   loss = jnp.asarray(loss).astype(dtype)
   reward = None if reward is None else jnp.asarray(reward).astype(dtype)
   policy = _reference_step if cfg.mode == "reference" else _stable_step
-  return policy(hp, cfg, fields, loss, reward)
+  return pack(policy(hp, cfg, state.unpack(), loss, reward))
 
 
 # ---------------------------------------------------------------------------
@@ -615,8 +608,8 @@ def _stable_step(hp, cfg, state, loss, reward):
   # windows, and by its square root after a window inside the band: near the
   # edge of stability the loss stops improving, and the smaller step halves
   # the overshoot past the last rate that helped. A window worse by one band
-  # holds it; a spike (already cut above) or a
-  # window worse by two bands (the decision is irreversible) ends it, then
+  # holds it; a spike (already cut above) or a window worse by two bands
+  # (the decision is irreversible) ends it, then
   # falling back to a quarter of the last rate that did not hurt: the best
   # rate is typically a few times below the edge of stability.
   probing = state.probing
