@@ -136,9 +136,9 @@ _BOOLS = ("has_loss_ema", "has_prev_loss", "has_reward_ema",
 _COUNTERS = _INTS + _BOOLS
 
 
-def _view(group: tuple[str, ...], name: str):
-  """A read-only property: ``name``'s slot in the vector that packs ``group``."""
-  if group is _FLOATS:
+def _view(name: str):
+  """A read-only property: ``name``'s slot in ``stats`` or ``counters``."""
+  if name in _FLOATS:
     vector, i, is_bool = "stats", _FLOATS.index(name), False
   else:
     vector, i, is_bool = "counters", _COUNTERS.index(name), name in _BOOLS
@@ -166,35 +166,35 @@ class ControllerState(NamedTuple):
   stats: jax.Array  # (12 + var_window,), float: _FLOATS, then loss_window.
   counters: jax.Array  # (15,), int32: _INTS, then _BOOLS as 0/1.
 
-  applied_momentum = _view(_FLOATS, "applied_momentum")
-  loss_ema = _view(_FLOATS, "loss_ema")
-  prev_loss = _view(_FLOATS, "prev_loss")
-  reward_ema = _view(_FLOATS, "reward_ema")
-  prev_reward = _view(_FLOATS, "prev_reward")
-  reward_sq_dev = _view(_FLOATS, "reward_sq_dev")
-  prev_window_mean = _view(_FLOATS, "prev_window_mean")
-  prev_window_var = _view(_FLOATS, "prev_window_var")
-  warmup = _view(_FLOATS, "warmup")
-  window_noise_var = _view(_FLOATS, "window_noise_var")
-  given_rate = _view(_FLOATS, "given_rate")
-  plateau_ref = _view(_FLOATS, "plateau_ref")
+  applied_momentum = _view("applied_momentum")
+  loss_ema = _view("loss_ema")
+  prev_loss = _view("prev_loss")
+  reward_ema = _view("reward_ema")
+  prev_reward = _view("prev_reward")
+  reward_sq_dev = _view("reward_sq_dev")
+  prev_window_mean = _view("prev_window_mean")
+  prev_window_var = _view("prev_window_var")
+  warmup = _view("warmup")
+  window_noise_var = _view("window_noise_var")
+  given_rate = _view("given_rate")
+  plateau_ref = _view("plateau_ref")
   loss_window = property(lambda self: self.stats[..., len(_FLOATS):],
                          doc="``stats[..., 12:]``: see :class:`Fields`.")
-  window_fill = _view(_INTS, "window_fill")
-  window_pos = _view(_INTS, "window_pos")
-  steps_since_improve = _view(_INTS, "steps_since_improve")
-  cooldown_left = _view(_INTS, "cooldown_left")
-  cosine_t = _view(_INTS, "cosine_t")
-  cosine_period = _view(_INTS, "cosine_period")
-  window_steps = _view(_INTS, "window_steps")
-  num_steps = _view(_INTS, "num_steps")
-  num_nonfinite = _view(_INTS, "num_nonfinite")
-  has_loss_ema = _view(_BOOLS, "has_loss_ema")
-  has_prev_loss = _view(_BOOLS, "has_prev_loss")
-  has_reward_ema = _view(_BOOLS, "has_reward_ema")
-  has_prev_reward = _view(_BOOLS, "has_prev_reward")
-  has_prev_window = _view(_BOOLS, "has_prev_window")
-  probing = _view(_BOOLS, "probing")
+  window_fill = _view("window_fill")
+  window_pos = _view("window_pos")
+  steps_since_improve = _view("steps_since_improve")
+  cooldown_left = _view("cooldown_left")
+  cosine_t = _view("cosine_t")
+  cosine_period = _view("cosine_period")
+  window_steps = _view("window_steps")
+  num_steps = _view("num_steps")
+  num_nonfinite = _view("num_nonfinite")
+  has_loss_ema = _view("has_loss_ema")
+  has_prev_loss = _view("has_prev_loss")
+  has_reward_ema = _view("has_reward_ema")
+  has_prev_reward = _view("has_prev_reward")
+  has_prev_window = _view("has_prev_window")
+  probing = _view("probing")
 
   def unpack(self) -> Fields:
     """The state as one field per quantity."""

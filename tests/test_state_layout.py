@@ -9,6 +9,7 @@ import pytest
 import adaptive_optax as ao
 from adaptive_optax import _policy
 from tests import _streams
+from tests.conftest import run_updates
 
 ALL_ON = dict(use_reward=True, use_cosine=True, T0=7, patience=3, cooldown=2,
               var_window=5)
@@ -16,17 +17,10 @@ LOSSES = _streams.loss_stream("noisy", 40)
 REWARDS = _streams.reward_stream(40)
 
 
-def _run(mode, n=len(LOSSES), **policy):
-  tx = ao.adaptive_scale(mode=mode, **policy)
-  params = jnp.zeros(2)
-  step = jax.jit(lambda s, l, r: tx.update(params, s, params, value=l,
-                                           reward=r)[1])
-  state = tx.init(params)
-  states = [state]
-  for loss, reward in zip(LOSSES[:n], REWARDS[:n]):
-    state = step(state, loss, reward)
-    states.append(state)
-  return states
+def _run(mode):
+  """(final state, every step's state stacked), every policy on."""
+  tx = ao.adaptive_scale(mode=mode, **ALL_ON)
+  return run_updates(tx, jnp.asarray(LOSSES), rewards=jnp.asarray(REWARDS))
 
 
 @pytest.mark.parametrize("policy", [{}, ALL_ON], ids=["defaults", "all_on"])
@@ -39,7 +33,7 @@ def test_controller_has_four_leaves_whatever_the_policies(mode, policy):
 
 
 def test_named_views_read_the_unpacked_fields(mode):
-  ctrl = _run(mode, **ALL_ON)[-1].controller
+  ctrl = _run(mode)[0].controller
   fields = ctrl.unpack()
   for name in _policy.Fields._fields:
     got, want = getattr(ctrl, name), getattr(fields, name)
@@ -50,14 +44,14 @@ def test_named_views_read_the_unpacked_fields(mode):
 
 
 def test_pack_inverts_unpack(mode):
-  ctrl = _run(mode, **ALL_ON)[-1].controller
+  ctrl = _run(mode)[0].controller
   again = _policy.pack(ctrl.unpack())
   for a, b in zip(jax.tree.leaves(ctrl), jax.tree.leaves(again)):
     np.testing.assert_array_equal(a, b)
 
 
 def test_replace_sets_a_packed_field_and_only_it(mode):
-  ctrl = _run(mode, **ALL_ON)[-1].controller
+  ctrl = _run(mode)[0].controller
   new = ctrl.replace(cosine_t=jnp.int32(3), loss_ema=jnp.float32(9.0),
                      probing=jnp.asarray(True))
   assert int(new.cosine_t) == 3 and float(new.loss_ema) == 9.0
@@ -93,11 +87,11 @@ def test_views_read_stacked_states(mode):
 
 def test_stored_window_noise_is_the_window_s_noise():
   """Stable mode's guard reads window_noise_var instead of re-reducing."""
-  for state in _run("stable", **ALL_ON)[1:]:
-    ctrl = state.controller
-    _, var = _policy.window_noise(ctrl)
-    np.testing.assert_allclose(ctrl.window_noise_var, var, rtol=1e-6,
-                               atol=1e-12)
+  ctrls = _run("stable")[1].controller
+  _, var = jax.vmap(_policy.window_noise)(ctrls)
+  assert var.shape == (len(LOSSES),)
+  np.testing.assert_allclose(ctrls.window_noise_var, var, rtol=1e-6,
+                             atol=1e-12)
 
 
 def test_tree_get_still_finds_the_rates_by_name(mode):
