@@ -344,6 +344,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  """Runs ``adaptive-optax`` (``demo`` or ``simulate``) with these arguments.
+
+  Args:
+    argv: the command line after the program name; ``None`` reads
+      ``sys.argv``.
+
+  Returns:
+    The exit status: 0, or 1 after a one-line error on stderr (a malformed
+    command line exits with status 2, as argparse does).
+  """
   args = build_parser().parse_args(argv)
   try:
     return args.run(args)

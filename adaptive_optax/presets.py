@@ -70,7 +70,15 @@ def get(preset: str | Mapping[str, Any] | None) -> dict[str, Any]:
 
 def merge(preset: str | Mapping[str, Any] | None,
           kwargs: Mapping[str, Any]) -> dict[str, Any]:
-  """The preset's keywords overridden by the explicitly given ``kwargs``."""
+  """The preset's keywords overridden by the explicitly given ``kwargs``.
+
+  Args:
+    preset: a preset name, a mapping of keywords, or ``None``.
+    kwargs: keywords given explicitly; they win over the preset's.
+
+  Returns:
+    A new dict.
+  """
   return {**get(preset), **kwargs}
 
 
