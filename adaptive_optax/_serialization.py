@@ -8,10 +8,14 @@ into a ``var_window=10`` optimizer and is then silently misread.
 :func:`restore_state` checks a loaded state against the template leaf by
 leaf (paths, shapes, dtypes).
 
-The switches ``mode``, ``use_reward`` and ``use_cosine`` do not change the
-state's layout, so no template can tell them apart. :func:`state_to_bytes`
-therefore records each controller's static configuration next to the state,
-and :func:`state_from_bytes` refuses data made under another one.
+Each controller state carries its static configuration (``mode``,
+``var_window``, ``use_reward``, ``use_cosine``, momentum driven or not) and a
+fingerprint of its packed layout as pytree metadata (``state.config``), so
+the configuration travels with the state under any wrapper (``MultiSteps``,
+``chain``, ``partition``, a Flax ``TrainState``...). flax's state dicts
+include it; :func:`restore_state` and :func:`state_from_bytes` refuse a
+state made under another configuration or packing, and a step refuses such
+a state however it was loaded.
 
 These functions use flax's serialization (the ``flax`` extra); importing
 adaptive_optax does not need flax.
@@ -19,9 +23,6 @@ adaptive_optax does not need flax.
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import types
 from typing import Any
 
 import jax
@@ -29,10 +30,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from adaptive_optax import _policy
+from adaptive_optax import _state
 
 FORMAT = "adaptive_optax.state"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: states carry their config
 
 
 def _flax():
@@ -63,6 +64,9 @@ def _hint(path: tuple[str, ...]) -> str:
   if name == "stats":
     return (" The controller's var_window differs (it sizes the loss window "
             "in stats).")
+  if "config" in path:
+    return (" The state carries no controller configuration: it was saved by "
+            "an older adaptive_optax; start from a fresh state.")
   if "hyperparams" in path:
     return (" The inner optimizer's injected hyperparameters differ (momentum "
             "driven in one and not the other, or another optimizer).")
@@ -113,130 +117,151 @@ def restore_state(template, restored):
           f"Saved optimizer state has {where} ({_describe(got[path])}), which "
           f"this optimizer does not: it was saved from another optimizer or "
           f"configuration.{_hint(path)}")
+    if _config_key(path) is not None:
+      continue  # values, not shapes: compared by _check_configs below
     w, g = _describe(want[path]), _describe(got[path])
     if w != g:
       raise ValueError(
           f"Saved optimizer state does not match this optimizer at {where}: "
           f"saved {g}, expected {w}.{_hint(path)}")
+  _check_configs(want, got)
   state = flax.serialization.from_state_dict(template, got_sd)
   return jax.tree.map(jnp.asarray, state)
 
 
-def _walk_configs(obj, found: list, seen: set, depth: int = 0) -> None:
-  """Collects the controllers' static configs from a transformation's closures."""
-  if depth > 64 or id(obj) in seen:
-    return
-  seen.add(id(obj))
-  if isinstance(obj, _policy.Config):
-    found.append(obj)
-  elif isinstance(obj, (str, bytes, int, float, complex, type(None), type,
-                        np.ndarray, jax.Array, types.ModuleType)):
-    return
-  elif isinstance(obj, functools.partial):
-    for x in (obj.func, obj.args, obj.keywords):
-      _walk_configs(x, found, seen, depth + 1)
-  elif isinstance(obj, types.MethodType):
-    _walk_configs(obj.__func__, found, seen, depth + 1)
-  elif isinstance(obj, types.FunctionType):
-    for cell in obj.__closure__ or ():
-      try:
-        contents = cell.cell_contents
-      except ValueError:  # an empty cell
-        continue
-      _walk_configs(contents, found, seen, depth + 1)
-  elif isinstance(obj, (tuple, list)):
-    for x in obj:
-      _walk_configs(x, found, seen, depth + 1)
-  elif isinstance(obj, dict):
-    for x in obj.values():
-      _walk_configs(x, found, seen, depth + 1)
+def _config_key(path: tuple[str, ...]) -> int | None:
+  """Where ``path`` enters a ControllerState's config (``.../config/name``)."""
+  for j in range(len(path) - 2, -1, -1):
+    if path[j] == "config" and path[j + 1] in _state.Config._fields:
+      return j
+  return None
 
 
-def controller_configs(tx: optax.GradientTransformation) -> list[dict]:
-  """The static configuration of each controller in ``tx``, in chain order.
+def _check_configs(want: dict, got: dict) -> None:
+  """Refuses a saved controller made under another configuration.
+
+  Shapes and dtypes cannot tell ``mode="stable"`` from ``"reference"`` (or
+  two packings of the same size): the values of ``config`` can.
+  """
+  for path, value in want.items():
+    j = _config_key(path)
+    if j is None or path not in got:
+      continue
+    old = got[path]
+    if isinstance(old, np.generic):
+      old = old.item()
+    if old != value:
+      name, where = path[j + 1], "/".join(path[:j]) or "the state"
+      what = ("another packing of the state (another adaptive_optax version)"
+              if name == "layout" else f"{name}={old!r}")
+      raise ValueError(
+          f"Saved optimizer state was made with {what} at {where}, but this "
+          f"optimizer has {name}={value!r}: build the optimizer with the "
+          "saved configuration, or start from a fresh state.")
+
+
+def controller_configs(state) -> list[dict]:
+  """The static configuration of each controller in ``state``, in order.
+
+  The state describes itself (``ControllerState.config``), so this works
+  under any wrapper: ``optax.chain``, ``partition``, ``MultiSteps``, a Flax
+  ``TrainState``, a stacked (vmapped) state.
 
   Args:
-    tx: a transformation holding ``adaptive_scale`` or
-      ``adaptive_hyperparams`` (bare or inside ``optax.chain``...).
+    state: an optimizer state (any pytree) holding ``adaptive_scale`` or
+      ``adaptive_hyperparams`` states.
 
   Returns:
     One dict per controller: ``mode``, ``var_window``, ``use_reward``,
-    ``use_cosine``, ``has_momentum``.
+    ``use_cosine``, ``has_momentum``, ``layout`` (the packing's fingerprint).
 
   Example:
-    >>> import optax, adaptive_optax as ao
-    >>> ao.controller_configs(optax.chain(optax.sgd(0.1),
-    ...                                   ao.adaptive_scale(var_window=5)))
-    [{'mode': 'stable', 'var_window': 5, 'use_reward': False, 'use_cosine': False, 'has_momentum': False}]
+    >>> import jax.numpy as jnp, optax, adaptive_optax as ao
+    >>> tx = optax.MultiSteps(
+    ...     optax.chain(optax.sgd(0.1), ao.adaptive_scale(var_window=5)), 2)
+    >>> [c["var_window"] for c in ao.controller_configs(tx.init(jnp.zeros(2)))]
+    [5]
   """
-  found: list = []
-  _walk_configs(tuple(tx), found, set())
-  return [dataclasses.asdict(c) for c in found]
+  if isinstance(state, optax.GradientTransformation):
+    raise TypeError(
+        "controller_configs reads the state, which describes itself: pass "
+        "tx.init(params) (or your optimizer state), not the transformation.")
+  return [c.as_dict() for c in _state.configs_in(state)]
 
 
-def state_to_bytes(state, tx: optax.GradientTransformation) -> bytes:
-  """Serializes ``state`` with the static configuration of ``tx``'s controllers.
+def _plain(config: dict) -> dict:
+  """msgpack writes lists, not tuples."""
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def state_to_bytes(state, tx: optax.GradientTransformation | None = None
+                   ) -> bytes:
+  """Serializes ``state`` with its controllers' static configuration.
 
   Args:
-    state: the optimizer state to save.
-    tx: the transformation that made it.
+    state: the optimizer state to save (under any wrapper).
+    tx: unused, accepted for compatibility: the state describes itself.
 
   Returns:
-    msgpack bytes (flax's format) holding the state dict and the
-    configuration; read them back with :func:`state_from_bytes`.
+    msgpack bytes (flax's format) holding the state dict and a header with
+    each controller's configuration; read them back with
+    :func:`state_from_bytes`.
 
   Example:
     >>> import jax.numpy as jnp, optax, adaptive_optax as ao
     >>> tx = ao.adaptive_scale(use_cosine=True)
-    >>> data = ao.state_to_bytes(tx.init(jnp.zeros(2)), tx)
+    >>> data = ao.state_to_bytes(tx.init(jnp.zeros(2)))
     >>> other = ao.adaptive_scale(use_cosine=False)
-    >>> ao.state_from_bytes(data, other.init(jnp.zeros(2)), other)
+    >>> ao.state_from_bytes(data, other.init(jnp.zeros(2)))
     Traceback (most recent call last):
     ...
-    ValueError: Saved optimizer state was made with use_cosine=True in controller 0, but this optimizer has use_cosine=False: build the optimizer with the saved configuration, or start from a fresh state.
+    ValueError: Saved optimizer state was made with use_cosine=True at controller, but this optimizer has use_cosine=False: build the optimizer with the saved configuration, or start from a fresh state.
   """
+  del tx
   serialization = _flax().serialization
   return serialization.msgpack_serialize({
       "format": FORMAT,
       "version": FORMAT_VERSION,
-      "controllers": {str(i): c for i, c in
-                      enumerate(controller_configs(tx))},
+      "controllers": {str(i): _plain(c) for i, c in
+                      enumerate(controller_configs(state))},
       "state": serialization.to_state_dict(state),
   })
 
 
-def state_from_bytes(data: bytes, template, tx: optax.GradientTransformation):
+def state_from_bytes(data: bytes, template,
+                     tx: optax.GradientTransformation | None = None):
   """Restores a state written by :func:`state_to_bytes`, refusing mismatches.
 
   Args:
     data: the bytes.
-    template: ``tx.init(params)``, giving the structure to restore into.
-    tx: the transformation that will use the state.
+    template: ``tx.init(params)`` of the optimizer that will use the state:
+      its structure, and its controllers' configurations.
+    tx: unused, accepted for compatibility: the template describes itself.
 
   Returns:
     The restored state.
 
   Raises:
     ValueError: when a controller's ``mode``, ``var_window``, ``use_reward``,
-      ``use_cosine`` or momentum driving differs, when the number of
-      controllers differs, or when :func:`restore_state` finds a mismatch.
+      ``use_cosine``, momentum driving or packed layout differs, when the
+      number of controllers differs, or when :func:`restore_state` finds a
+      mismatch.
   """
+  del tx
   saved = _flax().serialization.msgpack_restore(data)
   if not isinstance(saved, dict) or saved.get("format") != FORMAT:
     raise ValueError("These bytes were not written by state_to_bytes.")
+  if saved.get("version") != FORMAT_VERSION:
+    raise ValueError(
+        f"These bytes were written in format version {saved.get('version')}, "
+        f"this adaptive_optax reads version {FORMAT_VERSION}: start from a "
+        "fresh state.")
   saved_cfgs = [saved["controllers"][k]
                 for k in sorted(saved["controllers"], key=int)]
-  cfgs = controller_configs(tx)
+  cfgs = controller_configs(template)
   if len(saved_cfgs) != len(cfgs):
     raise ValueError(
         f"Saved optimizer state has {len(saved_cfgs)} adaptive_optax "
         f"controller(s), this optimizer has {len(cfgs)}.")
-  for i, (old, new) in enumerate(zip(saved_cfgs, cfgs)):
-    for name, value in new.items():
-      if old.get(name) != value:
-        raise ValueError(
-            f"Saved optimizer state was made with {name}={old.get(name)!r} in "
-            f"controller {i}, but this optimizer has {name}={value!r}: build "
-            "the optimizer with the saved configuration, or start from a "
-            "fresh state.")
+  # restore_state checks the structure, then each controller's config.
   return restore_state(template, saved["state"])

@@ -11,6 +11,7 @@ import optax
 import pytest
 
 import adaptive_optax as ao
+from adaptive_optax import _state
 from adaptive_optax import toy
 
 STEPS, SPLIT = 40, 17
@@ -177,6 +178,9 @@ def test_bytes_from_elsewhere_are_refused():
 @pytest.mark.parametrize("front", ["scale", "hyperparams"])
 def test_controller_configs_reads_every_switch(front):
   tx = _make(front, var_window=7, mode="reference", use_reward=False)
-  (cfg,) = ao.controller_configs(tx)
-  assert cfg == dict(mode="reference", var_window=7, use_reward=False,
-                     use_cosine=True, has_momentum=front == "hyperparams")
+  (cfg,) = ao.controller_configs(tx.init(jnp.zeros(2)))
+  want = dict(mode="reference", var_window=7, use_reward=False,
+              use_cosine=True, has_momentum=front == "hyperparams",
+              layout=_state.LAYOUT)
+  assert {k: cfg[k] for k in want} == want
+  assert set(cfg) == set(_state.Config._fields)

@@ -8,6 +8,7 @@ import pytest
 
 import adaptive_optax as ao
 from adaptive_optax import _policy
+from adaptive_optax import _state
 from tests import _streams
 from tests.conftest import run_updates
 
@@ -28,7 +29,7 @@ def test_controller_has_four_leaves_whatever_the_policies(mode, policy):
   ctrl = ao.adaptive_scale(mode=mode, **policy).init(jnp.zeros(3)).controller
   leaves = jax.tree.leaves(ctrl)
   assert len(leaves) == 4
-  assert ctrl.stats.shape == (len(_policy._FLOATS) + ctrl.loss_window.shape[0],)
+  assert ctrl.stats.shape == (len(_state.FLOATS) + ctrl.loss_window.shape[0],)
   assert ctrl.counters.dtype == jnp.int32
 
 
@@ -45,7 +46,7 @@ def test_named_views_read_the_unpacked_fields(mode):
 
 def test_pack_inverts_unpack(mode):
   ctrl = _run(mode)[0].controller
-  again = _policy.pack(ctrl.unpack())
+  again = _state.pack(ctrl.unpack(), ctrl.config)
   for a, b in zip(jax.tree.leaves(ctrl), jax.tree.leaves(again)):
     np.testing.assert_array_equal(a, b)
 
