@@ -14,7 +14,13 @@ _STATES = (AdaptiveScaleState, AdaptiveHyperparamsState)
 
 def controller_metrics(ctrl: _policy.ControllerState, rate_name: str,
                        momentum: bool) -> dict[str, jax.Array]:
-  """The flat dict of one controller's current values."""
+  """The flat dict of one controller's current values.
+
+  A stacked state (from ``vmap``/``pmap``, leading axes in front) gives
+  stacked values: the window statistics are mapped over the leading axes.
+  """
+  if ctrl.stored_rate.ndim:
+    return jax.vmap(lambda c: controller_metrics(c, rate_name, momentum))(ctrl)
   _, variance = _policy.window_stats(ctrl)
   period = jnp.maximum(ctrl.cosine_period, 1)
   out = {
@@ -59,7 +65,9 @@ def metrics(state) -> dict[str, jax.Array]:
     ``reward_ema``, ``steps_since_improve``, ``cooldown``, ``cosine_phase``,
     ``cosine_period``, ``num_steps``, ``num_nonfinite``. With several
     controllers (one per ``optax.partition`` group) each key is prefixed by
-    the group's label, as ``"label/scale"``.
+    the group's label, as ``"label/scale"``. A stacked state (``vmap``,
+    ``pmap``, one per configuration of a sweep) gives stacked values, with
+    the state's leading axes.
 
   Raises:
     ValueError: when the state holds no controller.
@@ -74,9 +82,9 @@ def metrics(state) -> dict[str, jax.Array]:
   for path, s in found:
     if isinstance(s, AdaptiveScaleState):
       m = controller_metrics(s.controller, "scale", False)
-    else:
-      hps = getattr(s.optimizer_state, "hyperparams", {})
-      m = controller_metrics(s.controller, "learning_rate", "momentum" in hps)
+    else:  # the state says whether momentum is driven
+      m = controller_metrics(s.controller, "learning_rate",
+                             s.controller.config.has_momentum)
     per.append((_label(path), m))
   if len(per) == 1:
     return per[0][1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -29,14 +29,24 @@ class AdaptiveHyperparamsState(NamedTuple):
 
 
 def stats_dtype(params) -> jnp.dtype:
-  """float32, or wider when the parameters are (statistics never go lower)."""
+  """float32, or wider when the parameters are (statistics never go lower).
+
+  Always real: complex parameters get the statistics of their real part's
+  precision (a loss, a rate and their bounds are real numbers).
+  """
   leaves = jax.tree.leaves(params)
   if not leaves:
     return jnp.dtype(jnp.float32)
-  return jnp.promote_types(optax.tree.dtype(params, "highest"), jnp.float32)
+  dtype = jnp.promote_types(optax.tree.dtype(params, "highest"), jnp.float32)
+  return jnp.finfo(dtype).dtype  # complex64 -> float32, complex128 -> float64
 
 
 def _scalar(name: str, x, axis_name):
+  if isinstance(x, (tuple, list)):
+    raise ValueError(
+        f"{name} must be a scalar (the mean loss of the step), got a "
+        f"{type(x).__name__} of {len(x)}. jax.value_and_grad(f, has_aux=True) "
+        f"returns ((loss, aux), grads): pass {name}=loss, not (loss, aux).")
   x = jnp.asarray(x)
   if x.ndim != 0:
     raise ValueError(
@@ -52,7 +62,10 @@ def _signals(cfg, value, extra_args, axis_name):
   if value is None:
     raise TypeError(
         "adaptive_optax needs the loss: call update(updates, state, params, "
-        "value=loss).")
+        "value=loss). With Flax Linen, use adaptive_optax.flax_utils.TrainState"
+        " (its apply_gradients takes value=loss: flax.training.train_state."
+        "TrainState's does not pass it); with Flax NNX, call "
+        "optimizer.update(model, grads, value=loss).")
   value = _scalar("value", value, axis_name)
   reward = extra_args.get("reward")
   if cfg.use_reward:
@@ -69,6 +82,7 @@ def _signals(cfg, value, extra_args, axis_name):
 def _scale_tree(tree, rate):
   """Multiplies every leaf by ``rate`` in at least float32, keeping its dtype."""
   def mul(g):
+    g = jnp.asarray(g)  # updates may be Python scalars
     wide = jnp.promote_types(g.dtype, jnp.float32)
     return (g.astype(wide) * rate.astype(wide)).astype(g.dtype)
   return jax.tree.map(mul, tree)
@@ -107,6 +121,9 @@ def adaptive_scale(
     guard_sigma: jax.typing.ArrayLike = 4.0,
     cooldown_ratio: jax.typing.ArrayLike = 1.0,
     start_scale: jax.typing.ArrayLike = 0.1,
+    total_steps: jax.typing.ArrayLike = 0,
+    decay_fraction: jax.typing.ArrayLike = 0.2,
+    rules: tuple[str, ...] | None = None,
     axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
   """Scales updates by a factor adapted online from the loss (and a reward).
@@ -137,11 +154,18 @@ def adaptive_scale(
     min_rel_improve: relative improvement that counts as one.
     var_damp_base: damping ``scale / (base + scale_ * variance)``.
     var_damp_scale: weight of the variance in the damping.
-    use_reward: also read ``reward=`` (static).
+    use_reward: also read ``reward=`` (static). With ``use_reward=False`` a
+      ``reward=`` given to ``update`` is ignored, as the seed ignores
+      rewards when reward shaping is off.
     reward_up: multiplier when the reward trend rises.
     reward_down: multiplier when it falls.
-    momentum_up: unused here (no momentum to drive); kept for config parity.
-    momentum_down: unused here.
+    momentum_up: added to the momentum when the reward rises. No effect
+      here: ``adaptive_scale`` drives no momentum. The four ``momentum_*``
+      arguments stay so that one config file or preset serves every front
+      end (``load_config`` output goes to either); they are validated all
+      the same.
+    momentum_down: momentum multiplier when the reward falls; no effect
+      here (see ``momentum_up``).
     patience: steps without improvement before a big drop.
     big_drop: multiplier of a big drop.
     cooldown: steps after a big drop before another may happen.
@@ -151,8 +175,9 @@ def adaptive_scale(
     eta_min_scale: cosine floor as a fraction of the adapted scale.
     min_scale: lower bound of the scale.
     max_scale: upper bound of the scale.
-    momentum_min: unused here.
-    momentum_max: unused here.
+    momentum_min: lower bound of the momentum; no effect here (see
+      ``momentum_up``).
+    momentum_max: upper bound of the momentum; no effect here.
     probe_growth: stable mode: growth of the scale per window during the
       start-up probe, which ends at a spike or at a window clearly worse
       than the one before.
@@ -166,8 +191,25 @@ def adaptive_scale(
     start_scale: stable mode: the first update uses the given scale (or LR);
       from the second, the applied value restarts at ``start_scale`` times
       it and the probe grows it back (and beyond, while the loss allows).
+    total_steps: stable mode: the run's length, when known (0: unknown). The
+      applied scale then decays as ``1 - sqrt(x)`` over the last
+      ``decay_fraction`` of the run, as warmup-stable-decay schedules do.
+    decay_fraction: stable mode: see ``total_steps``.
+    rules: stable mode: the rules that run, a subset of
+      ``("probe", "runaway", "spike", "reward", "patience", "damping")``
+      (static; default all). For ablations: each rule is one function of
+      ``adaptive_optax._stable``.
     axis_name: when set, the loss and reward are ``pmean``-ed over this axis
       so replicas stay identical.
+    preset: a name from :data:`adaptive_optax.presets.PRESETS` (or a
+      mapping) whose keywords are used as defaults; keywords given next to
+      it win: ``adaptive_scale(preset="rl", reward_down=0.9)``.
+
+  Hyperparameters are checked at construction (a ``ValueError`` names the
+  argument; see ``adaptive_optax._options.HYPERPARAMS`` for each range).
+  Traced values (under ``jit``/``vmap``) are checked for their dtype only:
+  their range cannot be known then, and an out-of-range traced value is
+  used as given.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.
@@ -196,7 +238,7 @@ def adaptive_scale(
     return AdaptiveScaleState(
         controller=_policy.init(hp, cfg, 1.0, 0.0, stats_dtype(params)))
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del params
     loss, reward = _signals(cfg, value, extra_args, axis_name)
     ctrl = state.controller
@@ -209,6 +251,49 @@ def adaptive_scale(
     return updates, AdaptiveScaleState(controller=ctrl)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_factory(factory) -> None:
+  if isinstance(factory, optax.GradientTransformation):
+    raise TypeError(
+        "adaptive_hyperparams takes an optimizer factory such as optax.sgd "
+        "(the function), not an optimizer instance such as optax.sgd(0.1): "
+        "write adaptive_hyperparams(optax.sgd, learning_rate=0.1, ...).")
+  if not callable(factory):
+    raise TypeError(
+        "adaptive_hyperparams takes an optimizer factory such as optax.sgd, "
+        f"got {factory!r}.")
+
+
+def _check_start_values(learning_rate, momentum) -> None:
+  """Numbers, not schedules: the controller writes them at every step."""
+  for name, value in (("learning_rate", learning_rate),
+                      ("momentum", momentum)):
+    if callable(value):
+      raise ValueError(
+          f"{name} must be a number (the starting value the controller then "
+          f"adapts), got a schedule {value!r}. To combine a schedule with "
+          "the controller, schedule the optimizer and scale its updates: "
+          "optax.chain(optax.sgd(schedule), ao.adaptive_scale()).")
+
+
+def _static_args(factory, extra, inject) -> tuple[str, ...]:
+  """The factory arguments inject_hyperparams must leave alone.
+
+  inject_hyperparams injects every numeric argument, defaults included: all
+  but the driven ones and ``inject`` are named static here.
+  """
+  if isinstance(inject, str):
+    raise TypeError(f"inject must be a sequence of names, got {inject!r}.")
+  missing = sorted(set(inject) - set(extra))
+  if missing:
+    raise ValueError(
+        f"inject names {missing}, which are not given: pass their values too "
+        f"(e.g. adaptive_hyperparams({getattr(factory, '__name__', 'f')}, "
+        f"..., {missing[0]}=value, inject={tuple(inject)!r})).")
+  names = _factory_params(factory) | set(extra)
+  driven = {"learning_rate", "momentum", *inject}
+  return tuple(sorted(names - driven))
 
 
 def _factory_params(factory) -> set[str]:
@@ -228,6 +313,7 @@ def adaptive_hyperparams(
     lr_min: jax.typing.ArrayLike = 1e-7,
     lr_max: jax.typing.ArrayLike = 10.0,
     axis_name: str | None = None,
+    inject: Sequence[str] = (),
     **kwargs,
 ) -> optax.GradientTransformationExtraArgs:
   """Drives an optimizer's ``learning_rate`` (and ``momentum``) from the loss.
@@ -238,14 +324,29 @@ def adaptive_hyperparams(
   optimizer at every step, as the seed writes both into the param group.
   Optimizers without a ``momentum`` argument get the LR control alone.
 
+  Only the learning rate (and momentum) are injected: the factory's other
+  arguments stay static Python values, as the factory expects (``b2=0.999``
+  injected would be rounded to 1.0 in a bfloat16 state; ``adafactor``'s
+  sizes must stay integers under ``jit``; ``mu_dtype`` is no schedule).
+  Name others in ``inject`` to make them state you may change.
+
   Args:
-    factory: an optax optimizer factory taking ``learning_rate``.
-    learning_rate: the starting learning rate.
+    factory: an optax optimizer factory taking ``learning_rate``, such as
+      ``optax.sgd`` (the function, not ``optax.sgd(0.1)``).
+    learning_rate: the starting learning rate, a number within
+      ``[lr_min, lr_max]`` (one outside is refused, not clamped). A schedule
+      is refused: the controller is the schedule here; to combine one with
+      it, use ``optax.chain(optax.sgd(schedule), adaptive_scale())``.
     momentum: the starting momentum; ``None`` leaves momentum alone.
     mode: ``"stable"`` or ``"reference"``, as in :func:`adaptive_scale`.
     lr_min: lower bound of the learning rate.
     lr_max: upper bound of the learning rate.
     axis_name: as in :func:`adaptive_scale`.
+    preset: as in :func:`adaptive_scale`.
+    inject: names of other numeric arguments of ``factory`` (given in
+      ``kwargs``) to inject as well, so that they live in
+      ``optimizer_state.hyperparams`` and can be changed there. Their values
+      then take the dtype they are given in (mind bfloat16).
     **kwargs: the policy's hyperparameters, named and defaulted as in
       :func:`adaptive_scale` (``up_factor``, ``patience``, ``use_reward``,
       ``momentum_up``...); any other keyword goes to ``factory``
@@ -267,9 +368,17 @@ def adaptive_hyperparams(
     >>> round(float(m["learning_rate"]), 4), round(float(m["momentum"]), 4)
     (0.05, 0.9)
 
+  Raises:
+    TypeError: ``factory`` is not an optimizer factory (an instance, say),
+      or an argument is neither the policy's nor the factory's.
+    ValueError: a value out of its range (named), ``learning_rate`` outside
+      ``[lr_min, lr_max]`` or a schedule.
+
   References:
     ``optax.inject_hyperparams``; the seed ``AdaptiveScheduler`` (PyTorch).
   """
+  _check_factory(factory)
+  _check_start_values(learning_rate, momentum)
   accepted = _factory_params(factory)
   policy_names = (set(_options.POLICY_DEFAULTS)
                   | set(_options.STATIC_DEFAULTS))
@@ -296,7 +405,9 @@ def adaptive_hyperparams(
   inject_args = {"learning_rate": learning_rate}
   if has_momentum:
     inject_args["momentum"] = momentum
-  inner = optax.inject_hyperparams(factory)(**inject_args, **extra)
+  static = _static_args(factory, extra, inject)
+  inner = optax.inject_hyperparams(factory, static_args=static)(
+      **inject_args, **extra)
 
   def init_fn(params):
     ctrl = _policy.init(hp, cfg, learning_rate,
@@ -316,7 +427,7 @@ def adaptive_hyperparams(
           jnp.asarray(hps["momentum"]).dtype)
     return opt_state._replace(hyperparams=hps)
 
-  def update_fn(updates, state, params=None, *, value, **extra_args):
+  def update_fn(updates, state, params=None, *, value=None, **extra_args):
     loss, reward = _signals(cfg, value, extra_args, axis_name)
     ctrl, opt_state = state.controller, state.optimizer_state
     if cfg.mode == "reference":

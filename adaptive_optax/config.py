@@ -139,7 +139,8 @@ def normalize(config: Mapping[str, Any], where: str = "config"
   bounds = _options.LR_BOUNDS if lr_keys else _options.SCALE_BOUNDS
   policy = {k: v for k, v in out.items() if k not in START_KEYS}
   try:
-    _options.build_policy(policy, bounds, where)
+    _options.build_policy(policy, bounds, where,
+                          learning_rate=out.get("learning_rate"))
   except (TypeError, ValueError) as e:
     raise ConfigError(f"{where}: {e}") from None
   return out
@@ -205,7 +206,7 @@ def save_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
   """Validates ``config`` and writes it as YAML or JSON (by the extension).
 
   ``load_config(path)`` then returns the same keyword arguments (a preset is
-  written expanded).
+  written expanded). Missing parent folders are created.
 
   Args:
     path: a ``.yaml``/``.yml`` or ``.json`` file to write.
@@ -230,4 +231,5 @@ def save_config(path: str | os.PathLike, config: Mapping[str, Any]) -> None:
   else:
     raise ConfigError(
         f"{path}: unknown config format {suffix!r}; use .yaml, .yml or .json.")
+  path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(text, encoding="utf-8")

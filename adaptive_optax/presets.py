@@ -7,14 +7,20 @@ any front end::
   ao.adaptive_hyperparams(optax.sgd, learning_rate=0.05, **ao.presets.rl)
   ao.simulate(losses, **ao.presets.exploratory)
 
-Keywords given next to a preset win over it. :func:`accepts_preset` adds a
-``preset=`` name (or mapping) argument to a front end.
+To override one of a preset's keywords, name the preset with ``preset=``
+(every front end takes it; :func:`accepts_preset` adds it)::
+
+  ao.adaptive_scale(preset="rl", reward_down=0.9)   # explicit keywords win
+
+``ao.adaptive_scale(**ao.presets.rl, reward_down=0.9)`` is a ``TypeError``
+in Python itself: ``reward_down`` would be given twice.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import textwrap
 import types
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -82,6 +88,21 @@ def merge(preset: str | Mapping[str, Any] | None,
   return {**get(preset), **kwargs}
 
 
+_PRESET_DOC = ("preset: a name from ``adaptive_optax.presets.PRESETS`` (or a "
+               "mapping) whose keywords are the defaults; keywords given next "
+               "to it win: ``preset=\"rl\", reward_down=0.9``.")
+
+
+def _document_preset(doc: str | None) -> str | None:
+  """``doc`` with a ``preset:`` entry in its Args, unless it has one."""
+  if not doc or "preset:" in doc or "\n  Args:\n" not in doc:
+    return doc
+  head, tail = doc.split("\n  Args:\n", 1)
+  entry = textwrap.fill(_PRESET_DOC, 76, initial_indent="    ",
+                        subsequent_indent="      ")
+  return f"{head}\n  Args:\n{entry}\n{tail}"
+
+
 def accepts_preset(fn: _F) -> _F:
   """Adds a keyword-only ``preset=`` argument to a front end.
 
@@ -107,6 +128,8 @@ def accepts_preset(fn: _F) -> _F:
   @functools.wraps(fn)
   def wrapper(*args, preset=None, **kwargs):
     return fn(*args, **merge(preset, kwargs))
+
+  wrapper.__doc__ = _document_preset(fn.__doc__)
 
   sig = inspect.signature(fn)
   if "preset" not in sig.parameters:
