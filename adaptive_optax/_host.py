@@ -1,4 +1,4 @@
-"""One controller driven from host Python floats: the framework front ends' engine.
+"""Controllers driven from host Python floats: the framework front ends' engine.
 
 ``adaptive_optax.torch`` and ``adaptive_optax.keras`` keep their controllers
 here. Each step runs the one pure policy (:func:`adaptive_optax._policy.step`)
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -32,20 +32,25 @@ def _unpack_hp(vector: jax.Array) -> _policy.Hyperparams:
 
 
 def _outputs(state: _policy.ControllerState) -> jax.Array:
-  """(applied rate, applied momentum): what a front end writes back."""
-  return jnp.stack([state.applied_rate, state.applied_momentum])
+  """(controllers, 2): applied rate and momentum, what a front end writes."""
+  return jnp.stack([state.applied_rate, state.applied_momentum], axis=-1)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
-def _init(hp_vector, cfg, rate, momentum):
-  state = _policy.init(_unpack_hp(hp_vector), cfg, rate, momentum, jnp.float64)
+def _init(hp_vector, cfg, rates, momenta):
+  def one(rate, momentum):
+    return _policy.init(_unpack_hp(hp_vector), cfg, rate, momentum, jnp.float64)
+  # One controller per row (param group): one dispatch for all of them.
+  state = jax.vmap(one)(rates, momenta)
   return state, _outputs(state)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))
 def _step(hp_vector, cfg, state, loss, reward):
-  state = _policy.step(_unpack_hp(hp_vector), cfg, state, loss,
-                       reward if cfg.use_reward else None)
+  def one(state):
+    return _policy.step(_unpack_hp(hp_vector), cfg, state, loss,
+                        reward if cfg.use_reward else None)
+  state = jax.vmap(one)(state)
   return state, _outputs(state)
 
 
@@ -70,42 +75,46 @@ def check_start(name: str, rate: float, momentum: float | None) -> None:
 
 
 class HostController:
-  """One controller: starting rate and momentum in, floats out.
+  """Controllers of one configuration, one per row: floats in, floats out.
+
+  All rows step together on the same loss, in one jitted call (a front end
+  keeps one row per param group).
 
   Args:
     hp: the numeric hyperparameters (from :func:`build`).
-    cfg: the static switches; ``has_momentum`` is taken from ``momentum``.
-    rate: the starting learning rate.
-    momentum: the starting momentum, or ``None`` when the optimizer has none
-      (the controller then leaves momentum alone).
+    cfg: the static switches; ``has_momentum`` is set from ``momenta``.
+    rates: the starting learning rate of each row.
+    momenta: the starting momentum of each row, or ``None`` when the
+      optimizer has none (the controller then leaves momentum alone).
   """
 
   def __init__(self, hp: _policy.Hyperparams, cfg: _policy.Config,
-               rate: float, momentum: float | None):
-    self.cfg = _with_momentum(cfg, momentum is not None)
+               rates: Sequence[float], momenta: Sequence[float] | None):
+    self.cfg = _with_momentum(cfg, momenta is not None)
     self._cpu = jax.devices("cpu")[0]
+    momenta = [0.0] * len(rates) if momenta is None else momenta
     with jax.enable_x64(True):
       # Committed to the CPU: every jitted step then runs there.
       self._hp = jax.device_put(
           np.asarray([float(h) for h in hp], np.float64), self._cpu)
-      self.state, out = _init(self._hp, self.cfg, np.float64(rate),
-                              np.float64(0.0 if momentum is None else momentum))
+      self.state, out = _init(self._hp, self.cfg,
+                              np.asarray(rates, np.float64),
+                              np.asarray(momenta, np.float64))
     self._set_outputs(out)
 
   def _set_outputs(self, out: jax.Array) -> None:
-    rate, momentum = np.asarray(out).tolist()  # one device-to-host copy
-    self.rate, self.momentum = rate, momentum
+    out = np.asarray(out)  # one device-to-host copy
+    self.rates, self.momenta = out[:, 0].tolist(), out[:, 1].tolist()
 
-  def step(self, loss: float, reward: float = math.nan) -> tuple[float, float]:
-    """Consumes one loss (NaN: a step without metrics); returns (rate, momentum)."""
+  def step(self, loss: float, reward: float = math.nan) -> None:
+    """Consumes one loss (NaN: a step without metrics) in every row."""
     with jax.enable_x64(True):
       self.state, out = _step(self._hp, self.cfg, self.state,
                               np.float64(loss), np.float64(reward))
     self._set_outputs(out)
-    return self.rate, self.momentum
 
   def arrays(self) -> dict[str, np.ndarray]:
-    """The state's array leaves by name (for a framework's checkpoint).
+    """The state's array leaves by name, one row per controller.
 
     The static configuration is not among them: the front end saves its
     options and rebuilds the controller from them before :meth:`load_arrays`.

@@ -1,4 +1,4 @@
-"""A Keras 3 callback that sets the learning rate from the loss, on the same policy.
+"""A Keras 3 callback setting the learning rate from the loss (the one policy).
 
 ::
 
@@ -87,12 +87,17 @@ class _AdaptiveScheduler:
     ValueError: naming the first invalid hyperparameter; at the start of
       training, when the optimizer's learning rate is a schedule.
 
-  Example:
-    >>> import keras                                     # doctest: +SKIP
-    >>> from adaptive_optax.keras import AdaptiveScheduler
-    >>> cb = AdaptiveScheduler(patience=30)              # doctest: +SKIP
-    >>> history = model.fit(x, y, callbacks=[cb])        # doctest: +SKIP
-    >>> history.history["learning_rate"]                 # doctest: +SKIP
+  Example (needs a Keras backend, so not run as a doctest)::
+
+    import keras
+    from adaptive_optax.keras import AdaptiveScheduler
+
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    cb = AdaptiveScheduler(patience=30)
+    history = model.fit(x, y, epochs=5, callbacks=[cb])
+    history.history["learning_rate"]     # the rate at each epoch's end
+    cb.save("sched.npz")                 # with model.save(...), to resume:
+    cb = AdaptiveScheduler.load("sched.npz")
   """
 
   def __init__(self, monitor: str = "loss", reward: str | None = None, *,
@@ -114,7 +119,8 @@ class _AdaptiveScheduler:
 
   def _make_controller(self, rate: float, momentum: float | None):
     hp, cfg = _host.build(self._options, "AdaptiveScheduler")
-    self._controller = _host.HostController(hp, cfg, rate, momentum)
+    self._controller = _host.HostController(
+        hp, cfg, [rate], None if momentum is None else [momentum])
 
   def state_dict(self) -> dict[str, Any]:
     """Options and controller state: numpy arrays and a JSON string."""
@@ -130,7 +136,8 @@ class _AdaptiveScheduler:
     """Restores :meth:`state_dict` (options included)."""
     meta = json.loads(str(np.asarray(state["meta"])))
     if meta.get("format") != _FORMAT:
-      raise ValueError(f"not an {_FORMAT} state: format={meta.get('format')!r}.")
+      raise ValueError(f"not an {_FORMAT} state: "
+                       f"format={meta.get('format')!r}.")
     self.monitor, self.reward = meta["monitor"], meta["reward"]
     self.running_mean = meta["running_mean"]
     self._options = meta["options"]
@@ -156,7 +163,7 @@ class _AdaptiveScheduler:
   @property
   def learning_rate(self) -> float | None:
     """The rate the controller applies next (``None`` before training)."""
-    return None if self._controller is None else self._controller.rate
+    return None if self._controller is None else self._controller.rates[0]
 
   # ---- Keras hooks ----
 
@@ -226,21 +233,21 @@ class _AdaptiveScheduler:
     return (k * value - j * prev) / (k - j)
 
   def _write(self, opt) -> None:
-    opt.learning_rate = self._controller.rate
+    opt.learning_rate = self._controller.rates[0]
     if self._drive_momentum:
-      opt.momentum = self._controller.momentum
+      opt.momentum = self._controller.momenta[0]
 
   def _log(self, logs) -> None:
-    logs["learning_rate"] = self._controller.rate
+    logs["learning_rate"] = self._controller.rates[0]
     if self._controller.cfg.has_momentum:
-      logs["momentum"] = self._controller.momentum
+      logs["momentum"] = self._controller.momenta[0]
 
 
 _CLASS = None
 
 
 def _build_class():
-  """The callback class, subclassing ``keras.callbacks.Callback`` (imports keras)."""
+  """The callback class, a ``keras.callbacks.Callback`` (imports keras)."""
   global _CLASS
   if _CLASS is None:
     import keras  # pylint: disable=g-import-not-at-top

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import jax
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -161,17 +163,31 @@ class AdaptiveScheduler(LRScheduler):
     self._constructing = False
 
   def _configure(self, options: dict[str, Any], optimizer) -> None:
-    """Validates ``options``; one fresh controller per param group."""
+    """Validates ``options``; fresh controllers, one row per param group.
+
+    Groups with a ``momentum`` key and groups without one get a controller
+    each (the switch changes the program); within one, all groups step in
+    a single jitted call.
+    """
     hp, cfg = _host.build(options, type(self).__name__)
-    controllers = []
+    starts = {True: [], False: []}  # has momentum -> [(group, lr, momentum)]
     for i, g in enumerate(optimizer.param_groups):
       rate = _to_float(f"param_groups[{i}]['lr']", g["lr"])
       m = (_to_float(f"param_groups[{i}]['momentum']", g["momentum"])
            if "momentum" in g else None)
       _host.check_start(f"param_groups[{i}]", rate, m)
-      controllers.append(_host.HostController(hp, cfg, rate, m))
+      starts[m is not None].append((i, rate, m))
+    self._rows = [None] * len(optimizer.param_groups)
+    self._controllers = []
+    for has_m, rows in starts.items():
+      if not rows:
+        continue
+      c = _host.HostController(hp, cfg, [r for _, r, _ in rows],
+                               [m for _, _, m in rows] if has_m else None)
+      self._controllers.append(c)
+      for row, (i, _, _) in enumerate(rows):
+        self._rows[i] = (c, row)
     self._options = options
-    self._controllers = controllers
 
   # ---- the seed's public API ----
 
@@ -192,8 +208,8 @@ class AdaptiveScheduler(LRScheduler):
 
   def set_metrics(self, loss, reward=None) -> None:
     """Stores the metrics for the next :meth:`step` (the seed's alternative)."""
-    self._pending = (_to_float("loss", loss),
-                     math.nan if reward is None else _to_float("reward", reward))
+    reward = math.nan if reward is None else _to_float("reward", reward)
+    self._pending = (_to_float("loss", loss), reward)
 
   def step(self, epoch: None = None) -> list[float]:
     """Steps every controller on the pending metrics (none: timers only)."""
@@ -212,13 +228,13 @@ class AdaptiveScheduler(LRScheduler):
 
   def get_lr(self) -> list[float]:
     """The LR each group's controller applies next."""
-    return [c.rate for c in self._controllers]
+    return [c.rates[row] for c, row in self._rows]
 
   def _write_back(self) -> None:
-    for g, c in zip(self.optimizer.param_groups, self._controllers):
-      _set(g, "lr", c.rate)
+    for g, (c, row) in zip(self.optimizer.param_groups, self._rows):
+      _set(g, "lr", c.rates[row])
       if c.cfg.has_momentum:
-        _set(g, "momentum", c.momentum)
+        _set(g, "momentum", c.momenta[row])
     self._last_lr = [g["lr"].clone() if isinstance(g["lr"], torch.Tensor)
                      else g["lr"] for g in self.optimizer.param_groups]
 
@@ -232,9 +248,11 @@ class AdaptiveScheduler(LRScheduler):
     """
     out = {k: getattr(self, k) for k in _PLAIN_KEYS}
     out["options"] = dict(self._options)
-    out["controllers"] = [
-        {k: torch.from_numpy(v.copy()) for k, v in c.arrays().items()}
-        for c in self._controllers]
+    arrays = {id(c): c.arrays() for c in self._controllers}
+    out["controllers"] = [  # one per param group, as the seed's _gstate
+        {k: torch.from_numpy(np.array(v[row]))
+         for k, v in arrays[id(c)].items()}
+        for c, row in self._rows]
     return out
 
   def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -252,9 +270,15 @@ class AdaptiveScheduler(LRScheduler):
       raise ValueError(f"state_dict holds {len(saved)} controllers but the "
                        f"optimizer has {len(groups)} param groups.")
     self._configure(dict(state_dict["options"]), self.optimizer)
-    for c, arrays in zip(self._controllers, saved):
-      c.load_arrays({k: v.numpy() if isinstance(v, torch.Tensor) else v
-                     for k, v in arrays.items()})
+    for c in self._controllers:
+      mine = [saved[i] for i, (owner, _) in enumerate(self._rows)
+              if owner is c]
+      try:
+        c.load_arrays({k: np.stack([np.asarray(g[k]) for g in mine])
+                       for k in mine[0]})
+      except KeyError as e:
+        raise ValueError(f"state_dict controllers differ in their fields "
+                         f"({e}).") from e
     for k in _PLAIN_KEYS:
       setattr(self, k, state_dict[k])
     self._pending = None
@@ -266,7 +290,8 @@ class AdaptiveScheduler(LRScheduler):
 
   def controller_state(self, group: int = 0) -> _policy.ControllerState:
     """The controller of param group ``group`` (float64 jax arrays)."""
-    return self._controllers[group].state
+    c, row = self._rows[group]
+    return jax.tree.map(lambda x: x[row], c.state)
 
 
 def _set(group: dict, key: str, value: float) -> None:
