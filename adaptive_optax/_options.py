@@ -140,6 +140,11 @@ def _check_static(static: Mapping[str, Any]) -> None:
   if mode not in _state.MODES:
     raise ValueError(f"mode must be one of {_state.MODES}, got mode={mode!r}.")
   w = static["var_window"]
+  if isinstance(w, (jax.Array, np.ndarray)):
+    raise ValueError(
+        f"var_window must be a Python int (it sizes the state), got an array "
+        f"var_window={w!r}. Under optax.inject_hyperparams, name it static: "
+        "inject_hyperparams(ao.adaptive_scale, static_args=('var_window',)).")
   if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 2:
     raise ValueError(
         "var_window must be a Python int >= 2 (it sizes the state, and a "

@@ -121,8 +121,15 @@ if len(_names(WINDOW)) != 1 or _names(RATE) != ("stored_rate",
                                                 "applied_rate"):
   raise AssertionError("SCHEMA: one WINDOW and the two RATE leaves expected.")
 
-LAYOUT = hashlib.sha256(repr([(n, k) for n, k, _, _ in SCHEMA]).encode()
-                        ).hexdigest()[:16]
+
+
+def fingerprint(schema) -> str:
+  """A short hash of the packing: the names and kinds, in order."""
+  names = repr([(n, k) for n, k, _, _ in schema])
+  return hashlib.sha256(names.encode()).hexdigest()[:16]
+
+
+LAYOUT = fingerprint(SCHEMA)
 
 
 def _fields_doc() -> str:
