@@ -19,9 +19,10 @@ callback is Keras's form for metric-driven rates (as
 ``keras.callbacks.ReduceLROnPlateau``).
 
 Needs the ``keras`` extra (``pip install 'adaptive_optax[keras]'``) and works
-with every Keras backend. Keras is imported on first use of
-:class:`AdaptiveScheduler`, so importing this module (or ``adaptive_optax``)
-never imports it, and ``KERAS_BACKEND`` may be chosen until then.
+with every Keras backend. Keras is imported when the first
+:class:`AdaptiveScheduler` is made, so importing this module (or
+``adaptive_optax``) never imports it, and ``KERAS_BACKEND`` may be chosen
+until then.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ __all__ = ("AdaptiveScheduler",)
 _FORMAT = "adaptive_optax.keras.AdaptiveScheduler/1"
 
 
-class _AdaptiveScheduler:
+class AdaptiveScheduler:
   """Sets the optimizer's learning rate after every batch from its loss.
 
   The starting rate is the optimizer's (``SGD(learning_rate=0.05)``): give it
@@ -100,14 +101,18 @@ class _AdaptiveScheduler:
     cb = AdaptiveScheduler.load("sched.npz")
   """
 
+  def __new__(cls, monitor: str = "loss", reward: str | None = None, *,
+              mode: str = "stable", running_mean: bool = True, **policy):
+    del monitor, running_mean
+    _options(reward, mode, policy)  # refuse bad values before importing keras
+    # Instances are of a subclass that adds keras.callbacks.Callback as a
+    # base, made on first use: importing this module never imports keras.
+    return super().__new__(_with_keras_base(cls))
+
   def __init__(self, monitor: str = "loss", reward: str | None = None, *,
                mode: str = "stable", running_mean: bool = True, **policy):
     super().__init__()
-    if "use_reward" in policy:
-      raise TypeError("AdaptiveScheduler takes reward=<logs key> instead of "
-                      "use_reward: the key turns the reward rule on.")
-    options = dict(policy, mode=mode, use_reward=reward is not None)
-    _host.build(options, "AdaptiveScheduler")  # refuse bad values now
+    options = _options(reward, mode, policy)
     self.monitor = monitor
     self.reward = reward
     self.running_mean = bool(running_mean)
@@ -152,7 +157,7 @@ class _AdaptiveScheduler:
     np.savez(path, **self.state_dict())
 
   @classmethod
-  def load(cls, path) -> _AdaptiveScheduler:
+  def load(cls, path) -> AdaptiveScheduler:
     """A callback restored from :meth:`save`, ready to resume training."""
     with np.load(path) as data:
       state = {k: data[k] for k in data.files}
@@ -243,24 +248,27 @@ class _AdaptiveScheduler:
       logs["momentum"] = self._controller.momenta[0]
 
 
-_CLASS = None
+def _options(reward, mode, policy) -> dict[str, Any]:
+  """The policy options of a callback, validated."""
+  if "use_reward" in policy:
+    raise TypeError("AdaptiveScheduler takes reward=<logs key> instead of "
+                    "use_reward: the key turns the reward rule on.")
+  options = dict(policy, mode=mode, use_reward=reward is not None)
+  _host.build(options, "AdaptiveScheduler")
+  return options
 
 
-def _build_class():
-  """The callback class, a ``keras.callbacks.Callback`` (imports keras)."""
-  global _CLASS
-  if _CLASS is None:
-    import keras  # pylint: disable=g-import-not-at-top
-    _CLASS = type("AdaptiveScheduler",
-                  (_AdaptiveScheduler, keras.callbacks.Callback),
-                  {"__doc__": _AdaptiveScheduler.__doc__,
-                   "__module__": __name__,
-                   "__qualname__": "AdaptiveScheduler"})
-  return _CLASS
+_WITH_BASE: dict[type, type] = {}
 
 
-def __getattr__(name: str):
-  # keras (and its backend) is imported on first use, not at import time.
-  if name == "AdaptiveScheduler":
-    return _build_class()
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def _with_keras_base(cls: type) -> type:
+  """``cls`` with ``keras.callbacks.Callback`` as a base (imports keras)."""
+  import keras  # pylint: disable=g-import-not-at-top
+  if issubclass(cls, keras.callbacks.Callback):
+    return cls
+  if cls not in _WITH_BASE:
+    _WITH_BASE[cls] = type(cls.__name__, (cls, keras.callbacks.Callback),
+                           {"__doc__": cls.__doc__,
+                            "__module__": cls.__module__,
+                            "__qualname__": cls.__qualname__})
+  return _WITH_BASE[cls]

@@ -86,9 +86,10 @@ def main():
       ["param groups", "loss", "scheduler", "us/call (median)", "IQR/2",
        "vs seed"], rows)
   body += (
-      "\n\nOurs pays a jitted call per param group (a few tens of "
-      "microseconds on the host CPU) where the seed runs a few dozen Python "
-      "float operations; with a tensor loss both also pay `.item()`. A "
+      "\n\nOurs pays one jitted call per step for all param groups (vmapped "
+      "over them; tens of microseconds on the host CPU, plus dispatch) where "
+      "the seed runs a few dozen Python float operations per group; with a "
+      "tensor loss both also pay `.item()`. A "
       "training step of the seed's demo model takes about 270 us in torch "
       "on this machine (benchmarks/results/host_sync.md).\n")
   _timing.report("torch step_loss cost: adaptive_optax.torch vs the seed's "

@@ -230,12 +230,12 @@ def test_importing_the_module_does_not_import_keras():
     (dict(loss_beta=1.5), "loss_beta"),
 ])
 def test_bad_hyperparameters_are_refused_at_construction(kwargs, match):
-  # The class without its keras base: construction checks before any keras.
-  from adaptive_optax import keras as ao_keras  # pylint: disable=g-import-not-at-top
+  # Checked before keras is imported, so no backend is needed here.
+  from adaptive_optax.keras import AdaptiveScheduler  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match=match):
-    ao_keras._AdaptiveScheduler(**kwargs)  # pylint: disable=protected-access
+    AdaptiveScheduler(**kwargs)
   with pytest.raises(TypeError, match="reward=<logs key>"):
-    ao_keras._AdaptiveScheduler(use_reward=True)  # pylint: disable=protected-access
+    AdaptiveScheduler(use_reward=True)
 
 
 if __name__ == "__main__":
