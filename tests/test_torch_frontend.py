@@ -229,10 +229,13 @@ def seed_main(epochs, make_scheduler):
 
 
 @pytest.mark.parametrize("epochs", [
+    # Known miss (reported to the lead, who owns the stable policy): the
+    # cautious start (start_scale=0.1, then x2 per 20-loss window) keeps the
+    # LR below 0.05 for most of the 40 steps: full-data MSE 0.29 vs 0.068.
+    # strict: once the policy passes, this fails until the mark is removed.
     pytest.param(5, marks=pytest.mark.xfail(
-        strict=True, reason="stable mode's cautious start (start_scale=0.1, "
-        "probe x2 per 20-loss window) leaves the LR below 0.05 for most of "
-        "the 40 steps: MSE 0.29 vs 0.068 fixed on the seed's main()")),
+        strict=True, reason="stable mode's cautious start is slower than a "
+        "fixed LR over the demo's first 40 steps")),
     40])
 def test_default_mode_trains_the_seed_demo_as_well_as_fixed_lr(epochs):
   torch.set_num_threads(1)  # same arithmetic order in both runs
