@@ -78,20 +78,46 @@ class AdaptiveScheduler(LRScheduler):
   Args:
     optimizer: the wrapped ``torch.optim.Optimizer``; each param group's
       ``lr`` (and ``momentum``) is the controller's starting value.
-    loss_beta, reward_beta, var_window, up_factor, down_factor,
-      min_rel_improve, var_damp_base, var_damp_scale, use_reward, reward_up,
-      reward_down, momentum_up, momentum_down, patience, big_drop, cooldown,
-      use_cosine, T0, T_mult, eta_min_scale, lr_min, lr_max, momentum_min,
-      momentum_max: the seed's hyperparameters, same meanings and defaults
-      (``mode="stable"`` decides trends over windows of ``var_window``
-      losses and applies damping and the cosine overlay to the applied LR
-      only; see the porting guide).
+    loss_beta: EMA factor of the loss.
+    reward_beta: EMA factor of the reward.
+    var_window: window of recent losses (variance; stable mode's trend
+      windows).
+    up_factor: LR factor when the loss improves.
+    down_factor: LR factor when it worsens.
+    min_rel_improve: relative improvement that counts as improving.
+    var_damp_base: LR divided by ``var_damp_base + var_damp_scale * var``.
+    var_damp_scale: see ``var_damp_base``.
+    use_reward: turn the reward rule on (pass ``reward=`` to ``step_loss``).
+    reward_up: LR factor when the reward improves.
+    reward_down: LR factor when it worsens.
+    momentum_up: momentum added when the reward improves.
+    momentum_down: momentum factor when it worsens.
+    patience: steps without improvement before a big drop.
+    big_drop: LR factor of a big drop.
+    cooldown: steps after a big drop before the next.
+    use_cosine: turn the cosine warm-restart overlay on.
+    T0: first cosine period, in steps.
+    T_mult: factor of each next period.
+    eta_min_scale: cosine floor as a fraction of the LR.
+    lr_min: lower bound of the LR.
+    lr_max: upper bound of the LR.
+    momentum_min: lower bound of the momentum.
+    momentum_max: upper bound of the momentum.
     last_epoch: as in every torch scheduler; leave it at -1 and resume with
       :meth:`load_state_dict`.
-    mode: ``"stable"`` (default) or ``"reference"`` (the seed's class).
-    probe_growth, guard_ratio, guard_sigma, cooldown_ratio, start_scale:
-      ``mode="stable"`` only: the start-up probe, spike guard and patience
-      periods (see :func:`adaptive_optax.adaptive_hyperparams`).
+    mode: ``"stable"`` (default: trends decided over windows of
+      ``var_window`` losses, damping and the cosine overlay applied to the
+      applied LR only; see the porting guide) or ``"reference"`` (the
+      seed's class, step for step).
+    probe_growth: stable mode: the start-up probe's LR growth per window.
+    guard_ratio: stable mode: a loss this many times its EMA is a spike.
+    guard_sigma: stable mode: ...and this many noise deviations above it.
+    cooldown_ratio: stable mode: patience periods last at least this
+      fraction of the steps so far.
+    start_scale: stable mode: the cautious start's first LR factor.
+    **policy: any further option of
+      :func:`adaptive_optax.adaptive_hyperparams`'s policy, by name (an
+      unknown name is refused).
 
   Raises:
     ValueError: naming the first invalid hyperparameter or param group.
@@ -147,13 +173,15 @@ class AdaptiveScheduler(LRScheduler):
       guard_sigma: float = 4.0,
       cooldown_ratio: float = 1.0,
       start_scale: float = 0.1,
+      **policy,
   ):
     if not isinstance(optimizer, torch.optim.Optimizer):
       raise TypeError(f"optimizer must be a torch.optim.Optimizer, got "
                       f"{type(optimizer).__name__}.")
     options = dict(locals())
-    for name in ("self", "optimizer", "last_epoch", "__class__"):
+    for name in ("self", "optimizer", "last_epoch", "__class__", "policy"):
       options.pop(name, None)
+    options.update(policy)
     self._configure(options, optimizer)
     self._pending: tuple[float, float] | None = None
     # The base class steps once without metrics; _policy.init has already
