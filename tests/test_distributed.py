@@ -17,6 +17,8 @@ import pytest
 
 from tests.multihost import data_parallel  # only its constants are used here
 
+pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "multihost" / "data_parallel.py"
 NUM_PROCESSES = 2

@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BACKENDS = ("jax", "torch")
 BATCH, STEPS = 8, 24  # batches per epoch

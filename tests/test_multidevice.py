@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "multihost" / "fake_devices.py"
 TIMEOUT_S = 300

@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
+
 pytest.importorskip("nbmake")
 NOTEBOOK_DIR = pathlib.Path(__file__).parent.parent / "notebooks"
 EXPECTED = ["hyperparameter_sweep", "porting_from_pytorch", "pytorch_and_keras",

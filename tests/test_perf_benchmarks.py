@@ -48,6 +48,7 @@ def number(cell: str) -> float:
   return float(match.group(0).replace(",", "")) if match else math.nan
 
 
+@pytest.mark.slow  # a subprocess per script: CI runs it; -m 'not slow' skips it
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_script_writes_its_table(script, tmp_path):
   args, column, n_rows = SCRIPTS[script]

@@ -13,6 +13,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "quality.py"
 COLUMNS = ("fixed", "best fixed", "cosine", "plateau", "plateau~",
