@@ -35,6 +35,8 @@ Usage::
   python benchmarks/lm.py --seeds 3 --steps 1000
   python benchmarks/lm.py --quick            # tiny model, CI-sized
   python benchmarks/lm.py --ours-kwargs '{"patience": 40}'
+  python benchmarks/lm.py --save /tmp/lm.json       # keep the baselines ...
+  python benchmarks/lm.py --baselines /tmp/lm.json  # ... rerun `ours` only
 """
 
 from __future__ import annotations
@@ -98,11 +100,14 @@ class LMResult:
   Attributes:
     val: final validation loss (nats/byte), shape ``(rows, seeds)``; NaN or
       inf where the run diverged.
-    train: the training loss of every step, ``(rows, seeds, steps)``.
+    train: the training loss of every step, ``(rows, seeds, steps)`` (None
+      when loaded from ``--save``'s JSON).
     lr: the applied learning rate of every step (``lr_of``'s value), or
       ``None`` without ``lr_of``.
     lrs: the row learning rates, ``base_lr * lr_factors``.
     seconds: wall time of the call, compilation included.
+    cpu_seconds: CPU time of this process over the call (all threads): on a
+      shared machine a steadier measure of cost than the wall time.
   """
 
   val: np.ndarray
@@ -110,6 +115,7 @@ class LMResult:
   lr: np.ndarray | None
   lrs: np.ndarray
   seconds: float
+  cpu_seconds: float = math.nan
 
 
 _DATA: dict = {}
@@ -188,18 +194,18 @@ def run_lm(make_tx: Callable[[jax.Array], Any],
         body, (params, state), jnp.arange(steps))
     return task.eval_loss(params, windows, cfg), losses, applied
 
-  t0 = time.time()
+  t0, c0 = time.time(), time.process_time()
   fn = jax.jit(jax.vmap(one, in_axes=(0, 0, None, None)))
   val, losses, applied = jax.block_until_ready(
       fn(lr_in, seed_in, train, windows))
-  seconds = time.time() - t0
+  seconds, cpu_seconds = time.time() - t0, time.process_time() - c0
   shape = (rows, n_seeds)
   return LMResult(
       val=np.asarray(val, np.float64).reshape(shape),
       train=np.asarray(losses).reshape(shape + (steps,)),
       lr=(np.asarray(applied).reshape(shape + (steps,))
           if lr_of is not None else None),
-      lrs=lrs, seconds=seconds)
+      lrs=lrs, seconds=seconds, cpu_seconds=cpu_seconds)
 
 
 # ----------------------------------------------------------------- columns
@@ -214,16 +220,30 @@ def _best_row(val) -> int:
   return int(np.argmin(np.mean(_clean(val), axis=1)))
 
 
-def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print):
-  """Every column; returns a dict of results for :func:`markdown`."""
+def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print,
+                  baselines=None):
+  """Every column; returns a dict of results for :func:`markdown`.
+
+  Args:
+    seeds, steps, cfg: as :func:`run_lm`.
+    ours_kwargs: keyword arguments of ``ao.adaptive_scale`` for ``ours``.
+    log: a ``print``-like progress sink.
+    baselines: an earlier result (see :func:`load`) with the same seeds,
+      steps and config: its constant, cosine and plateau columns are reused
+      and only ``ours`` is trained.
+  """
   ours_kwargs = dict(ours_kwargs or {})
+  if baselines is not None:
+    return _run_ours(baselines, seeds, steps, cfg, ours_kwargs, log)
   out = {"seeds": list(seeds), "steps": steps, "cfg": cfg,
          "quick": cfg == QUICK_CONFIG,
-         "ours_kwargs": ours_kwargs, "seconds": {}}
+         "ours_kwargs": ours_kwargs, "seconds": {}, "cpu_seconds": {}}
 
   def timed(name, res):
     out["seconds"][name] = res.seconds
-    log(f"  {name}: {res.seconds:.0f} s  val " + "; ".join(
+    out["cpu_seconds"][name] = res.cpu_seconds
+    log(f"  {name}: {res.seconds:.0f} s (CPU {res.cpu_seconds:.0f} s)  val "
+        + "; ".join(
         f"{lr:.3g}: {np.mean(v):.4f}" for lr, v in zip(res.lrs, res.val)))
     return res
 
@@ -270,13 +290,75 @@ def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print):
       lr_of=lambda s, lr, t: lr * s[1].scale))
   out["plateau"] = plateau
 
-  factors = list(STARTS.values())
-  ours = timed("ours", run_lm(
-      lambda lr: optax.chain(adamw(lr), ao.adaptive_scale(**ours_kwargs)),
-      factors, seeds, steps, base_lr=good, cfg=cfg,
-      lr_of=lambda s, lr, t: lr * ao.metrics(s)["scale"]))
-  out["ours"] = ours
+  out["ours"] = timed("ours", _ours(good, seeds, steps, cfg, ours_kwargs))
   return out
+
+
+def _ours(good, seeds, steps, cfg, ours_kwargs):
+  return run_lm(
+      lambda lr: optax.chain(adamw(lr), ao.adaptive_scale(**ours_kwargs)),
+      list(STARTS.values()), seeds, steps, base_lr=good, cfg=cfg,
+      lr_of=lambda s, lr, t: lr * ao.metrics(s)["scale"])
+
+
+def _run_ours(baselines, seeds, steps, cfg, ours_kwargs, log):
+  """``ours`` only, against the baseline columns of an earlier run."""
+  for key, want in (("seeds", list(seeds)), ("steps", steps), ("cfg", cfg)):
+    if baselines[key] != want:
+      raise ValueError(
+          f"--baselines was made with {key}={baselines[key]!r}, this run asks "
+          f"for {want!r}: rerun without --baselines (or match them).")
+  out = dict(baselines, ours_kwargs=ours_kwargs,
+             seconds={"baselines (reused)": 0.0},
+             cpu_seconds={"baselines (reused)": 0.0})
+  res = _ours(baselines["good_lr"], seeds, steps, cfg, ours_kwargs)
+  out["seconds"]["ours"], out["cpu_seconds"]["ours"] = (res.seconds,
+                                                         res.cpu_seconds)
+  log(f"  ours: {res.seconds:.0f} s  val "
+      + "; ".join(f"{v:.4f}" for v in np.mean(res.val, 1)))
+  out["ours"] = res
+  return out
+
+
+# ----------------------------------------------------------------- saving
+
+
+def _result_to_json(r: LMResult) -> dict:
+  # Training-loss curves are left out: the report does not read them.
+  return {"val": r.val.tolist(), "lr": r.lr.tolist(), "lrs": r.lrs.tolist(),
+          "seconds": r.seconds, "cpu_seconds": r.cpu_seconds}
+
+
+def _result_from_json(d: dict) -> LMResult:
+  val = np.asarray(d["val"], np.float64)
+  return LMResult(val=val, train=None, lr=np.asarray(d["lr"], np.float32),
+                  lrs=np.asarray(d["lrs"]), seconds=d["seconds"],
+                  cpu_seconds=d["cpu_seconds"])
+
+
+def save(res: dict, path: str) -> None:
+  """Writes a :func:`run_benchmark` result as JSON (for ``--baselines``)."""
+  doc = {k: v for k, v in res.items()
+         if k not in ("grid", "cosine", "plateau", "ours", "constant", "cfg")}
+  doc["cfg"] = dataclasses.asdict(res["cfg"])
+  for k in ("grid", "cosine", "plateau", "ours"):
+    doc[k] = _result_to_json(res[k])
+  doc["constant"] = {str(f): [np.asarray(v).tolist(), np.asarray(lr).tolist()]
+                     for f, (v, _, lr) in res["constant"].items()}
+  with open(path, "w") as f:
+    json.dump(doc, f)
+
+
+def load(path: str) -> dict:
+  """Reads :func:`save`'s JSON back into a :func:`run_benchmark` result."""
+  with open(path) as f:
+    doc = json.load(f)
+  doc["cfg"] = task.Config(**doc["cfg"])
+  for k in ("grid", "cosine", "plateau", "ours"):
+    doc[k] = _result_from_json(doc[k])
+  doc["constant"] = {float(f): (np.asarray(v), None, np.asarray(lr))
+                     for f, (v, lr) in doc["constant"].items()}
+  return doc
 
 
 # ----------------------------------------------------------------- report
@@ -388,13 +470,16 @@ def markdown(res) -> str:
             "", "## Goals (issue 10, LM task)", ""]
   for text, passed in goals(res):
     lines.append(f"- {text} -> {'PASS' if passed else 'FAIL'}")
-  secs = res["seconds"]
+  secs, cpu = res["seconds"], res.get("cpu_seconds", {})
   lines += [
       "",
       f"Wall time {sum(secs.values()):.0f} s on {os.cpu_count()} CPU cores "
-      f"(jax {jax.__version__}, optax {optax.__version__}, "
-      f"{jax.devices()[0].platform}); per column, compilation included: "
-      + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items())
+      f"(CPU time of the process {sum(cpu.values()):.0f} s; jax "
+      f"{jax.__version__}, optax {optax.__version__}, "
+      f"{jax.devices()[0].platform}); per column, compilation included "
+      "(wall / CPU): "
+      + ", ".join(f"{k} {v:.0f} / {cpu.get(k, math.nan):.0f} s"
+                  for k, v in secs.items())
       + ". Reproduce: `python benchmarks/lm.py"
       + (" --quick" if res.get("quick") else "")
       + (f" --seeds {len(res['seeds'])}" if len(res["seeds"]) != DEFAULT_SEEDS
@@ -418,6 +503,11 @@ def main(argv=None):
                   help="tiny model, 60 steps, 2 seeds: a smoke run")
   ap.add_argument("--ours-kwargs", default="{}",
                   help="JSON dict of adaptive_scale keyword arguments")
+  ap.add_argument("--save", default=None, metavar="JSON",
+                  help="also write the results as JSON (for --baselines)")
+  ap.add_argument("--baselines", default=None, metavar="JSON",
+                  help="reuse the baseline columns of a --save'd run (same "
+                       "seeds, steps, config) and train only `ours`")
   ap.add_argument("--out", default=None,
                   help="folder for lm.md (default benchmarks/results; "
                        "--quick prints only unless given)")
@@ -437,7 +527,11 @@ def main(argv=None):
   print(f"LM benchmark: {steps} steps x {n_seeds} seeds", file=sys.stderr,
         flush=True)
   res = run_benchmark(list(range(n_seeds)), steps, cfg, ours_kwargs,
-                      log=lambda s: print(s, file=sys.stderr, flush=True))
+                      log=lambda s: print(s, file=sys.stderr, flush=True),
+                      baselines=load(args.baselines) if args.baselines
+                      else None)
+  if args.save:
+    save(res, args.save)
   doc = markdown(res)
   out = args.out or (None if args.quick else OUT)
   if out:

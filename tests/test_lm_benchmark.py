@@ -128,3 +128,17 @@ def test_run_lm_checks_its_arguments():
     lm.run_lm(optax.sgd, [1.0], [0], 0)
   with pytest.raises(ValueError, match="lr_factors"):
     lm.run_lm(optax.sgd, [], [0], 1)
+
+
+def test_saved_results_give_the_same_report(tmp_path):
+  res = _fake_result(1.95)
+  lm.save(res, tmp_path / "lm.json")
+  again = lm.load(tmp_path / "lm.json")
+  assert lm.markdown(again) == lm.markdown(res)
+
+
+def test_baselines_of_another_setup_are_refused(tmp_path):
+  lm.save(_fake_result(1.95), tmp_path / "lm.json")
+  with pytest.raises(ValueError, match="steps"):
+    lm.run_benchmark([0, 1], 4, lm.QUICK_CONFIG,
+                     baselines=lm.load(tmp_path / "lm.json"))
