@@ -99,8 +99,9 @@ Hyperparams = _hyperparams_type()
 def _values(name: str, value, integer: bool) -> list[float]:
   """The concrete values to range-check (none when traced); checks the type.
 
-  A traced value's range cannot be known at construction; its dtype can, so
-  an integer hyperparameter given as a traced float is still refused.
+  A traced value's range cannot be known at construction, nor whether a
+  traced float holds an integer: it only has to be a real number (sweeps
+  pass every hyperparameter as one float array).
   """
   kind = "an integer" if integer else "a real number"
   if isinstance(value, (bool, np.bool_, str, bytes)) or value is None:
@@ -114,7 +115,7 @@ def _values(name: str, value, integer: bool) -> list[float]:
     except Exception:  # pylint: disable=broad-except
       raise ValueError(f"{name} must be {kind}, got {name}={value!r}.") from None
     dtype = arr.dtype
-  ok_kinds = "iu" if integer else "iuf"
+  ok_kinds = "iu" if integer and arr is not None else "iuf"
   if np.dtype(dtype).kind not in ok_kinds:
     raise ValueError(
         f"{name} must be {kind}, got {name}={value!r} (dtype {dtype}).")
@@ -161,9 +162,9 @@ def validate(hp: Mapping[str, Any], static: Mapping[str, Any],
 
   Every hyperparameter is checked against its :data:`HYPERPARAMS` rule, for
   every front end (they all build through :func:`build_policy`). Traced
-  values (under ``jit`` or ``vmap``) are checked for their dtype only: their
-  range cannot be known at construction, and an out-of-range traced value
-  is used as given.
+  values (under ``jit`` or ``vmap``) are only checked to be real numbers:
+  their range (and whether a float holds an integer) cannot be known at
+  construction, and an out-of-range traced value is used as given.
   """
   _check_static(static)
   for name, rule in RULES.items():

@@ -207,9 +207,9 @@ def adaptive_scale(
 
   Hyperparameters are checked at construction (a ``ValueError`` names the
   argument; see ``adaptive_optax._options.HYPERPARAMS`` for each range).
-  Traced values (under ``jit``/``vmap``) are checked for their dtype only:
-  their range cannot be known then, and an out-of-range traced value is
-  used as given.
+  Traced values (under ``jit``/``vmap``) are only checked to be real
+  numbers: their range cannot be known then, and an out-of-range traced
+  value is used as given.
 
   Returns:
     An :class:`optax.GradientTransformationExtraArgs`.

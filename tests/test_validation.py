@@ -102,14 +102,18 @@ def test_every_default_is_valid():
     assert not rule.integer or isinstance(default, int), name
 
 
-def test_integer_hyperparameters_are_refused_as_traced_floats():
-  """A traced value's range is unknown at construction; its dtype is not."""
+def test_traced_values_are_checked_to_be_real_numbers_only():
+  """A traced value's range is unknown at construction (documented): it is
+  used as given; a concrete one is refused."""
   @jax.jit
-  def run(patience):
-    return ao.simulate(jnp.ones(4), patience=patience)["scale"]
-  with pytest.raises(ValueError, match="patience must be an integer"):
-    run(jnp.float32(3.0))
-  assert run(jnp.int32(3)).shape == (4,)
+  def run(patience, up_factor):
+    return ao.simulate(jnp.ones(4), patience=patience,
+                       up_factor=up_factor)["scale"]
+  assert run(jnp.float32(3.0), jnp.float32(0.5)).shape == (4,)
+  with pytest.raises(ValueError, match="up_factor"):
+    run(jnp.float32(3.0), jnp.complex64(1.5))
+  with pytest.raises(ValueError, match="up_factor"):
+    ao.simulate(jnp.ones(4), up_factor=jnp.float32(0.5))
 
 
 @pytest.mark.parametrize("kw,names", [
