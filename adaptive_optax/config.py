@@ -109,7 +109,13 @@ def normalize(config: Mapping[str, Any], where: str = "config"
         f"{', '.join(sorted(known))}).")
   out = {}
   for key, value in merged.items():
-    if key in _STATIC_TYPES:
+    if key == "rules":  # a list of rule names (YAML/JSON have no tuples)
+      if value is not None and (isinstance(value, str) or not all(
+          isinstance(r, str) for r in value)):
+        raise ConfigError(f"{where}: key 'rules' must be a list of rule "
+                          f"names, got {value!r}.")
+      out[key] = None if value is None else list(value)
+    elif key in _STATIC_TYPES:
       kind = _STATIC_TYPES[key]
       ok = isinstance(value, kind) and not (kind is int and
                                             isinstance(value, bool))
