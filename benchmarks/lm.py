@@ -71,6 +71,26 @@ QUICK_CONFIG = task.Config(layers=1, d_model=16, heads=2, context=16, batch=4,
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+def _policy_revision() -> str:
+  """The git commit of adaptive_optax as imported (marked when modified)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(ao.__file__)))
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                          capture_output=True, text=True, check=True,
+                          timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "adaptive_optax"],
+                           cwd=root, capture_output=True, text=True,
+                           check=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return "unknown"
+  return head + (" + uncommitted changes in adaptive_optax/" if dirty else "")
+
+
+# Read at import, when the policy's code is loaded.
+POLICY_REVISION = _policy_revision()
+
+
 def adamw(lr) -> optax.GradientTransformation:
   """The task's base optimizer: AdamW, b2 0.95, decay 0.1 on matrices."""
   return optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=0.1,
@@ -237,7 +257,8 @@ def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print,
     return _run_ours(baselines, seeds, steps, cfg, ours_kwargs, log)
   out = {"seeds": list(seeds), "steps": steps, "cfg": cfg,
          "quick": cfg == QUICK_CONFIG,
-         "ours_kwargs": ours_kwargs, "seconds": {}, "cpu_seconds": {}}
+         "ours_kwargs": ours_kwargs, "seconds": {}, "cpu_seconds": {},
+         "policy_revision": POLICY_REVISION}
 
   def timed(name, res):
     out["seconds"][name] = res.seconds
@@ -309,6 +330,7 @@ def _run_ours(baselines, seeds, steps, cfg, ours_kwargs, log):
           f"--baselines was made with {key}={baselines[key]!r}, this run asks "
           f"for {want!r}: rerun without --baselines (or match them).")
   out = dict(baselines, ours_kwargs=ours_kwargs,
+             policy_revision=POLICY_REVISION,
              seconds={"baselines (reused)": 0.0},
              cpu_seconds={"baselines (reused)": 0.0})
   res = _ours(baselines["good_lr"], seeds, steps, cfg, ours_kwargs)
@@ -447,7 +469,8 @@ def markdown(res) -> str:
       f"Tuned warmup+cosine peak (5% linear warmup, cosine to 0, best of the "
       f"same grid): **{res['cosine_peak']:g}**."
       + (f" `ours` = `adaptive_scale(**{res['ours_kwargs']})`."
-         if res["ours_kwargs"] else " `ours` = `adaptive_scale()` (defaults)."),
+         if res["ours_kwargs"] else " `ours` = `adaptive_scale()` (defaults).")
+      + f" Policy code: {res.get('policy_revision', 'unknown')}.",
       "",
       "| column | start | LR | val loss | ratio to tuned | applied LR / good LR "
       "at 10% / 50% / 90% / end (seed 0) |",
