@@ -331,11 +331,14 @@ def _stable_step(hp, cfg, state, loss, reward):
   m = state.applied_momentum
 
   # A spike leaves the window, which restarts after it, so it inflates
-  # neither the noise band nor the next decision.
+  # neither the noise band nor the next decision. During the warm-up it is
+  # the rate being too high: it stops the warm-up and cuts the rate there;
+  # afterwards it damps its own step.
   step_factor = c(1.0)
   is_spike = jnp.zeros((), bool)
   if "spike" in rules:
-    is_spike, step_factor = _stable.spike(hp, before, loss, has_loss, c)
+    is_spike, factor = _stable.spike(hp, before, loss, has_loss, c)
+    step_factor = factor
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
@@ -351,10 +354,20 @@ def _stable_step(hp, cfg, state, loss, reward):
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward:
+    nonfinite = jnp.isfinite(before.loss_ema) & ~jnp.isfinite(
+        jnp.asarray(loss, dtype)) if loss is not None else jnp.zeros((), bool)
+    warm, stopped = _stable.warmup(hp, cfg, state.warmup,
+                                   jnp.asarray(loss, dtype), before, is_spike,
+                                   nonfinite, c)
+    cut = jnp.where(is_spike, step_factor, c(hp.big_drop))
+    rate = jnp.where(stopped, rate * state.warmup * cut, rate)
+    state = state._replace(warmup=warm)
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
-                                            is_spike, c)
+                                           is_spike, step_factor, c)
   if "runaway" in rules:
-    state, rate, fired = _stable.runaway(hp, state, ev, rate, c)
+    rising = (state.has_prev_reward & (state.reward_ema > state.prev_reward)
+              if cfg.use_reward else jnp.zeros((), bool))
+    state, rate, fired = _stable.runaway(hp, state, ev, rate, c, rising)
     end_probe = end_probe | (state.probing & fired)
     state = state._replace(probing=state.probing & ~fired)
   if cfg.use_reward and "reward" in rules:
@@ -384,8 +397,15 @@ def _stable_step(hp, cfg, state, loss, reward):
     state, cos = _cosine_factor(hp, state, dtype)
     floor = c(hp.eta_min_scale)
     applied = applied * (floor + (1 - floor) * cos)
-  # The first update uses the rate as given; the probe then starts below it.
+  # Cautious start: the first update uses the rate as given; from the
+  # second on, the warm-up factor (a modulation, never written back) starts
+  # at start_scale and reaches 1 after one window.
   first = before.num_steps == 0
-  rate = jnp.where(first, _stable.start_rate(hp, cfg, rate, c), rate)
-  state = state._replace(stored_rate=rate, num_steps=_sat_inc(state.num_steps))
+  g = c(hp.probe_growth)
+  probing = state.probing & ("probe" in rules) & (not cfg.use_reward)
+  warm = jnp.where(first & probing, c(hp.start_scale) * g, state.warmup)
+  rate = jnp.where(first & probing, rate / g, rate)
+  applied = applied * jnp.where(first, 1, state.warmup)
+  state = state._replace(stored_rate=rate, warmup=warm.astype(dtype),
+                         num_steps=_sat_inc(state.num_steps))
   return _finish(hp, cfg, state, applied, m)

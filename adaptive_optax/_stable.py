@@ -35,6 +35,8 @@ RULES = ("probe", "runaway", "spike", "reward", "patience", "damping")
 # 2.3% per decision on Gaussian window means).
 _Z = 2.0
 _EPS = 1e-12
+# The most a spike damps its step (see spike()).
+SPIKE_FLOOR = 0.1
 
 
 def _beyond(x, k, var, floor=0.0):
@@ -74,7 +76,8 @@ def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:
 
 
 def spike(hp, before, loss, has_loss, c):
-  """A loss far above the recent level: damp this step by ``ema / loss``.
+  """A loss far above the recent level: damp this step by ``ema / loss``
+  (at most by ``SPIKE_FLOOR``).
 
   A spike is a loss above ``guard_ratio`` times the loss EMA *and*
   ``guard_sigma`` noise standard deviations above it; under Gaussian noise
@@ -88,82 +91,121 @@ def spike(hp, before, loss, has_loss, c):
   is_spike = (has_loss & before.has_loss_ema
               & _beyond(excess, c(hp.guard_sigma), noise_var,
                         (c(hp.guard_ratio) - 1) * ref))
-  factor = ref / (ref + jnp.maximum(excess, 0) + _EPS)
+  # In proportion to the spike (a divergence under momentum explodes within
+  # a window: only a proportional damping holds it), but by no more than
+  # SPIKE_FLOOR: a heavy-tailed loss must not take the applied rate to zero.
+  factor = jnp.maximum(ref / (ref + jnp.maximum(excess, 0) + _EPS),
+                       SPIKE_FLOOR)
   return is_spike, jnp.where(is_spike, factor, 1)
 
 
-# A probe segment waits at most this many windows for a significant fall.
+# A probe segment waits at most this many windows for a significant fall (a
+# slow fall accumulates; noise does not).
 PROBE_WINDOWS = 4
+# Beyond the given rate a growth must have sped the log-loss's fall per
+# window by probe_growth ** RESPONSE (1 would be in proportion to the rate).
+# Not 0: a smooth descent the rate does not cause (a slow sine) speeds up
+# by itself over a quarter period, and would take the rate to its bound.
+RESPONSE = 0.25
 
 
-def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
+def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
+  """The cautious start's factor of the applied rate, for the next step.
+
+  From ``start_scale * g`` at the second step up to 1 (where the applied
+  rate is the given one over ``g = probe_growth``, the probe's first rung)
+  by ``(1 / (start_scale * g)) ** (1 / W)`` per step that does not raise the
+  loss above its EMA: at least one window, longer while the loss rises. A
+  spike or a non-finite loss stops it (the caller cuts the rate there).
+  """
+  g = c(hp.probe_growth)
+  per_step = jnp.power(1 / (c(hp.start_scale) * g), 1 / c(cfg.var_window))
+  warming = factor < 1
+  stopped = warming & (is_spike | nonfinite)
+  calm = ~before.has_loss_ema | (loss <= before.loss_ema)
+  grown = jnp.where(calm, jnp.minimum(factor * per_step, 1), factor)
+  return jnp.where(stopped, 1, grown), stopped
+
+
+def probe(hp, cfg, state, ev: Evidence, rate, is_spike, spike_factor, c):
   """Start-up search: double the rate while doubling pays, else revert.
 
-  The run starts at ``start_scale`` times the given rate. A *segment* is the
-  windows since the probe's last growth (at most ``PROBE_WINDOWS``); at each
-  window the loss's fall since the segment began is tested against two
-  standard errors. A significant fall grows the rate by ``probe_growth``
-  (g) if, after a growth, the fall per window is at least ``sqrt(g)`` times
-  the previous segment's: far below the best rate the loss falls in
-  proportion to the rate; near it, it does not. A segment that fails (no
-  significant fall within its windows, or no response) ends the probe and
-  reverts its growth; so does a spike. Where the probe ends without a validated growth, the
-  start rate is kept only if the loss fell there beyond four standard errors
-  (strong evidence that it works); otherwise the given rate is restored.
+  After the warm-up (which ends at the given rate over ``g =
+  probe_growth``), by *segments* of up to ``PROBE_WINDOWS`` windows since
+  the last growth: once the loss has fallen since the segment began beyond
+  two standard errors, the rate grows by g -- up to the given rate on that
+  alone; beyond it, only if the log-loss fell per window at least
+  ``g**(1/4)`` times as fast as in the segment before (far below the best
+  rate the log-loss falls in proportion to the rate; near it, it does not).
+  A segment below the given rate that sees no significant fall moves to the
+  given rate for a segment of its own. A segment that fails otherwise (no
+  significant fall, or no response) ends the probe and reverts the growth
+  it tested, but never below the given rate. A
+  window worse than the one before by two bands ends it too, falling back
+  by ``g**2``; so does a spike, reverting the last growth (or cutting by
+  the spike's factor).
 
-  Null evidence: on i.i.d. noise a segment's fall passes two standard errors
-  with probability about 2.3% per window, so the probe mostly ends after its
-  first segment with the given rate restored; growths then need the response
-  test too. A smooth descent that the rate does not cause (a slow sine)
-  passes the significance test but not the response test, and falls beyond
-  four standard errors: it leaves the start rate (``start_scale``), never
-  less.
+  Null evidence: a segment's fall passes two standard errors with
+  probability about 5% on i.i.d. noise (four looks at 2.3%), and the
+  growth it allows is reverted unless the next segment passes the response
+  test as well, so the probe ends at the given rate (at most ``g`` above it
+  with probability ~5% x 5%); a descent the rate does not cause (a slow
+  sine) fails the response test.
   """
   g = c(hp.probe_growth)
   w = cfg.var_window
-  probing = state.probing
-  active = probing & ev.decide
+  active = state.probing & (state.warmup >= 1) & ev.known
+  worse = active & _beyond(-ev.gain, 2 * _Z,
+                           (ev.var + state.prev_window_var) / w,
+                           2 * c(hp.min_rel_improve)
+                           * jnp.abs(state.prev_window_mean))
   started = state.probe_windows >= 0
-  n = jnp.maximum(state.probe_windows + 1, 1)
-  fall = state.probe_ref - ev.mean
-  se_var = (state.probe_ref_var + ev.var) / w
-  floor = c(hp.min_rel_improve) * jnp.abs(state.probe_ref)
-  sig = _beyond(fall, _Z, se_var, floor)
-  strong = _beyond(fall, 2 * _Z, se_var, floor)
-  speed = fall / n.astype(fall.dtype)
-  grew = state.probe_growths > 0
-  responded = ~grew | (speed >= jnp.sqrt(g) * state.probe_prev_speed)
-  grow = active & started & sig & responded & ~is_spike
-  fail = active & started & ((sig & ~responded)
-                             | (~sig & (n >= PROBE_WINDOWS)))
-  end = fail | (probing & is_spike)
-  # Where a failed segment falls back to: the last growth that paid (two
-  # growths: the second segment responded); after one unpaid growth, the
-  # start rate if the loss fell strongly there; else the given rate.
-  trusted = (state.probe_growths >= 2) | (grew & state.probe_strong)
-  fallback = jnp.where(trusted, state.probe_base, state.given_rate)
-  new_rate = jnp.where(grow, rate * g,
-                       jnp.where(is_spike & probing,
-                                 jnp.where(grew, state.probe_base, rate),
-                                 jnp.where(fail, fallback, rate)))
-  restart = active & (grow | ~started)
+  n = jnp.maximum(state.probe_windows + 1, 1).astype(rate.dtype)
+  ref, mean = state.probe_ref, ev.mean
+  sig = _beyond(ref - mean, _Z, (state.probe_ref_var + ev.var) / w,
+                c(hp.min_rel_improve) * jnp.abs(ref))
+  positive = (ref > 0) & (mean > 0)
+  speed = jnp.where(positive, jnp.log(jnp.where(positive, ref, 1)
+                                      / jnp.where(positive, mean, 1)),
+                    ref - mean) / n
+  grew = state.probe_base > 0
+  # Up to the given rate the user's rate is the evidence; beyond it the
+  # growth must have paid.
+  trusted = rate * g <= state.given_rate * (1 + 1e-6)
+  responded = trusted | ~grew | (speed >= g**RESPONSE
+                                 * state.probe_prev_speed)
+  spiked = state.probing & (state.warmup >= 1) & is_spike
+  tested = active & started & ~worse & ~spiked
+  grow = tested & sig & responded
+  timeout = tested & ~sig & (n >= PROBE_WINDOWS)
+  # Below the given rate, a segment that saw no significant fall is no
+  # evidence against the given rate: the given rate gets a segment of its own.
+  below = rate < state.given_rate * (1 - 1e-6)
+  retry = timeout & below
+  fail = tested & (((sig & ~responded) | timeout) & ~retry)
+  # A failed segment reverts the growth it tested, but not below the given
+  # rate: a lack of evidence is no evidence against the user's rate.
+  fallback = jnp.maximum(jnp.where(grew, state.probe_base, rate),
+                         state.given_rate)
+  rate = jnp.where(grow, rate * g, jnp.where(
+      retry, state.given_rate, jnp.where(fail, fallback, jnp.where(worse, rate / (g * g), jnp.where(
+          spiked, jnp.where(grew, state.probe_base, rate * spike_factor),
+          rate)))))
+  restart = grow | retry | (active & ~started)
   state = state._replace(
-      probing=probing & ~end,
-      probe_growths=jnp.where(grow, state.probe_growths + 1,
-                              state.probe_growths).astype(jnp.int32),
-      probe_strong=jnp.where(grow & ~grew, strong, state.probe_strong),
-      probe_base=jnp.where(grow, rate, state.probe_base),
+      probing=state.probing & ~(fail | worse | spiked),
+      probe_base=jnp.where(grow, rate / g, state.probe_base),
       probe_prev_speed=jnp.where(grow, speed, state.probe_prev_speed),
-      probe_ref=jnp.where(restart, ev.mean, state.probe_ref),
+      probe_ref=jnp.where(restart, mean, state.probe_ref),
       probe_ref_var=jnp.where(restart, ev.var, state.probe_ref_var),
       probe_windows=jnp.where(restart, 0, jnp.where(
-          active, state.probe_windows + 1, state.probe_windows)).astype(
+          tested, state.probe_windows + 1, state.probe_windows)).astype(
               jnp.int32),
   )
-  return state, new_rate, end
+  return state, rate, fail | worse | spiked
 
 
-def runaway(hp, state, ev: Evidence, rate, c):
+def runaway(hp, state, ev: Evidence, rate, c, reward_rising=False):
   """A loss rising far above its lowest level halves the rate.
 
   Fires at a window that is worse than the previous one beyond the band, the
@@ -175,6 +217,8 @@ def runaway(hp, state, ev: Evidence, rate, c):
   never fires, and by a factor ``R`` at most ``log_2 R`` times over any run;
   three significant rises in a row have probability about 1e-5 under
   Gaussian noise. A divergence, however slow, doubles again and is cut again.
+  With a reward, a loss that rises while the reward rises is not a runaway
+  (a policy-gradient loss grows with the returns).
   """
   rises = jnp.where(ev.worse, state.rises + 1,
                     jnp.where(ev.known, 0, state.rises)).astype(jnp.int32)
@@ -183,7 +227,7 @@ def runaway(hp, state, ev: Evidence, rate, c):
   low = jnp.where(ev.decide, low, state.guard_low)
   ref = jnp.where(state.guard_anchor != 0,
                   jnp.maximum(low, state.guard_anchor), low)
-  fire = (ev.known & (rises >= 3)
+  fire = (ev.known & (rises >= 3) & ~reward_rising
           & (ev.mean - ref > (c(hp.guard_ratio) - 1) * jnp.abs(ref)))
   state = state._replace(
       rises=jnp.where(fire, 0, rises).astype(jnp.int32),
@@ -229,11 +273,11 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
   a check:
 
   * a drop still on trial is undone (``/ big_drop``) unless the loss fell
-    since it beyond the band and by ``1 - big_drop`` of its level: a drop
-    that did not lower the loss was not what held it up;
+    since it beyond the band: a drop that did not lower the loss was not
+    what held it up;
   * otherwise the rate drops by ``big_drop`` unless the loss fell since the
-    last check beyond that same margin (above the given rate it drops even
-    then: the probe's edge is typically above the best rate).
+    last check beyond the band: a loss still falling, however slowly, is
+    not stalled.
 
   Null evidence: a trendless loss drops and undoes alternately, so the rate
   is the given one or half of it, never lower.
@@ -242,14 +286,14 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
   in_cooldown = state.cooldown_left > 0
   check = ~in_cooldown & (state.steps_since_improve >= hp.patience)
   last = jnp.where(state.has_prev_window, state.prev_window_mean, state.loss_ema)
-  rel = jnp.maximum(c(hp.min_rel_improve), 1 - c(hp.big_drop))
   band = 2 * state.prev_window_var / w
 
   def fell_since(level):
-    return _beyond(level - last, _Z, band, rel * jnp.abs(level))
+    return _beyond(level - last, _Z, band,
+                   c(hp.min_rel_improve) * jnp.abs(level))
 
   undo = check & state.trial & ~fell_since(state.trial_ref)
-  progress = fell_since(state.plateau_ref) & (rate <= state.given_rate)
+  progress = fell_since(state.plateau_ref)
   drop = check & ~undo & ~progress
   rate = jnp.where(undo, rate / c(hp.big_drop),
                    jnp.where(drop, rate * c(hp.big_drop), rate))
@@ -296,9 +340,4 @@ def modulate(hp, cfg, rate, rel_var, step_factor, t, c):
   return rate / damp * step_factor * horizon_factor(hp, t, rate.dtype)
 
 
-def start_rate(hp, cfg, given, c):
-  """The cautious start: the probe searches upwards from here."""
-  if "probe" in cfg.rules and not cfg.use_reward:
-    return given * c(hp.start_scale)
-  return given
 

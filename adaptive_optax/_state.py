@@ -63,14 +63,16 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("prev_window_var", FLOAT, 0.0, "variance of the last decided window."),
     ("window_noise_var", FLOAT, 0.0, "window_noise of loss_window as the last "
      "step left it (stable mode's spike guard reads it: no re-reduce)."),
+    ("warmup", FLOAT, 1.0, "stable: cautious-start factor of the applied "
+     "rate, < 1 during the first window."),
     ("given_rate", FLOAT, _rate, "stable: the rate given at init."),
     ("plateau_ref", FLOAT, 0.0, "stable: window mean at the start of the "
      "current patience period, which the next patience check must beat."),
-    ("probe_base", FLOAT, 0.0, "stable: the rate before the probe's last "
-     "growth, restored if the growth did not pay."),
     ("probe_prev_speed", FLOAT, 0.0, "stable: the loss's fall per window "
      "that justified the probe's last growth (the next must be sqrt(g) times "
      "faster)."),
+    ("probe_base", FLOAT, 0.0, "stable: the rate before the probe's last "
+     "growth (0: none), restored if the growth did not pay."),
     ("probe_ref", FLOAT, 0.0, "stable: window mean at the start of the "
      "probe's current segment."),
     ("probe_ref_var", FLOAT, 0.0, "stable: that window's noise variance."),
@@ -91,8 +93,7 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_steps", INT, 0, "updates seen (saturating)."),
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, -1, "stable: windows into the probe's current "
-     "segment (-1: not started)."),
-    ("probe_growths", INT, 0, "stable: growths the probe made."),
+     "segment (-1: none yet)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
     ("has_prev_loss", BOOL, False, "prev_loss is set."),
@@ -102,8 +103,6 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("probing", BOOL, lambda s: (s.cfg.mode == "stable" and not
                                  s.cfg.use_reward and "probe" in s.cfg.rules),
      "stable: start-up probe still growing the rate."),
-    ("probe_strong", BOOL, False, "stable: the loss fell beyond four "
-     "standard errors in the probe's first segment."),
     ("trial", BOOL, False, "stable: the last patience drop is on trial."),
 )
 

@@ -26,7 +26,7 @@ from adaptive_optax.toy import mlp as _mlp
 class Task:
   name: str  # short id, used in file names
   title: str  # one line for the table
-  optimizer: str  # "sgd" (momentum 0.9) or "adam"
+  optimizer: str  # "sgd" (momentum 0.9), "sgd_plain", "adam" or "adamw"
   lr: float  # the good starting learning rate
   steps: int  # training steps of the full run
   init: Callable[[jax.Array], Any]
@@ -48,8 +48,21 @@ def _batches(n, batch):
   return stream
 
 
+def _fixed_batches(n, batch, n_batches):
+  """The same ``n_batches`` mini-batches, visited in order, every cycle.
+
+  A data loader without shuffling over a small set: the loss is periodic in
+  the step, a trendless component the controller must not read as a trend.
+  """
+  def stream(key, steps):
+    del key
+    ix = jnp.arange(n_batches * batch).reshape(n_batches, batch) % n
+    return ix[jnp.arange(steps) % n_batches]
+  return stream
+
+
 def _supervised(name, title, optimizer, lr, steps, batch, sizes, xtr, ytr,
-                xte, yte, kind, model=_mlp):
+                xte, yte, kind, model=_mlp, stream=None):
   xtr, ytr, xte, yte = map(jnp.asarray, (xtr, ytr, xte, yte))
 
   def loss_of(params, x, y):
@@ -69,7 +82,7 @@ def _supervised(name, title, optimizer, lr, steps, batch, sizes, xtr, ytr,
 
   return Task(name, title, optimizer, lr, steps,
               init=lambda k: _dense_init(k, sizes),
-              stream=_batches(xtr.shape[0], batch),
+              stream=stream or _batches(xtr.shape[0], batch),
               step_loss=step_loss, score=score)
 
 
@@ -180,4 +193,114 @@ def bandit(arms: int = 10, pulls: int = 16, steps: int = 2000) -> Task:
               score=lambda params, aux: jnp.sum(aux["regret"]), reward=True)
 
 
-ALL = (seed_demo, digits_sgd, digits_adam, friedman1, mnist1d, bandit)
+def _standardize(xtr, xte):
+  mu, sd = xtr.mean(0), xtr.std(0) + 1e-8
+  return ((xtr - mu) / sd).astype(np.float32), ((xte - mu) / sd).astype(np.float32)
+
+
+def _split(x, y, n_train, seed=0):
+  perm = np.random.default_rng(seed).permutation(len(x))
+  x, y = x[perm], y[perm]
+  xtr, xte = _standardize(x[:n_train], x[n_train:])
+  return xtr, y[:n_train], xte, y[n_train:]
+
+
+def cyclic_linreg() -> Task:
+  """The issue's silent divergence: linear regression, 8 fixed batches in order.
+
+  10 features and a bias, y = Xw + 3 + 0.1 noise; SGD with momentum 0.9 at
+  0.01 converges on its own.
+  """
+  rng = np.random.default_rng(3)
+  x = rng.normal(size=(2256, 10)).astype(np.float32)
+  y = (x @ rng.normal(size=10) + 3.0 + 0.1 * rng.normal(size=2256)).astype(
+      np.float32)
+  return _supervised("cyclic_linreg", "linear regression, 8 fixed batches "
+                     "(SGD+m)", "sgd", 0.03, 2000, 32, (10, 1), x[:256],
+                     y[:256], x[256:], y[256:], "mse",
+                     stream=_fixed_batches(256, 32, 8))
+
+
+def wine_sgd() -> Task:
+  from sklearn.datasets import load_wine  # pylint: disable=import-outside-toplevel
+  x, y = load_wine(return_X_y=True)
+  return _supervised("wine_sgd", "wine, 300 steps (MLP 13-32-3, plain SGD, b16)",
+                     "sgd_plain", 1.8, 300, 16, (13, 32, 3),
+                     *_split(x, y.astype(np.int32), 120), "ce")
+
+
+# Holdout tasks: run only to report, never to choose a rule or a constant.
+
+
+def breast_cancer_adamw() -> Task:
+  from sklearn.datasets import load_breast_cancer  # pylint: disable=import-outside-toplevel
+  x, y = load_breast_cancer(return_X_y=True)
+  return _supervised("breast_cancer", "breast cancer, 400 steps (MLP 30-32-2, "
+                     "AdamW, b32)", "adamw", 1e-3, 400, 32, (30, 32, 2),
+                     *_split(x, y.astype(np.int32), 400), "ce")
+
+
+def diabetes_sgd() -> Task:
+  from sklearn.datasets import load_diabetes  # pylint: disable=import-outside-toplevel
+  x, y = load_diabetes(return_X_y=True)
+  y = ((y - y.mean()) / y.std()).astype(np.float32)
+  return _supervised("diabetes", "diabetes, 500 steps (MLP 10-32-1, plain SGD, "
+                     "b16)", "sgd_plain", 3e-3, 500, 16, (10, 32, 1),
+                     *_split(x, y, 330), "mse")
+
+
+def iris_tiny() -> Task:
+  from sklearn.datasets import load_iris  # pylint: disable=import-outside-toplevel
+  x, y = load_iris(return_X_y=True)
+  return _supervised("iris_tiny", "iris, 30 samples, overfits (MLP 4-64-3, "
+                     "Adam, b16)", "adam", 2e-3, 400, 16, (4, 64, 3),
+                     *_split(x, y.astype(np.int32), 30), "ce")
+
+
+def mnist1d_sgd() -> Task:
+  task = mnist1d()
+  return dataclasses.replace(
+      task, name="mnist1d_sgd", title="mnist1d, 3000 steps (1-D CNN, SGD+m, "
+      "b256)", optimizer="sgd", lr=0.03, steps=3000,
+      stream=_batches(4000, 256))
+
+
+def classif_adamw() -> Task:
+  from sklearn.datasets import make_classification  # pylint: disable=import-outside-toplevel
+  x, y = make_classification(n_samples=12000, n_features=40, n_informative=20,
+                             n_classes=5, n_clusters_per_class=2, flip_y=0.05,
+                             random_state=1)
+  return _supervised("classif", "generated 5-class, 5000 steps (MLP 40-128-128-5, "
+                     "AdamW, b256)", "adamw", 1e-3, 5000, 256, (40, 128, 128, 5),
+                     *_split(x, y.astype(np.int32), 10000), "ce")
+
+
+def digits_cyclic() -> Task:
+  return _supervised("digits_cyclic", "digits, 8 fixed batches in order (MLP "
+                     "64-64-10, Adam)", "adam", 1.7e-3, 1000, 64, (64, 64, 10),
+                     *_digits(), "ce", stream=_fixed_batches(1437, 64, 8))
+
+
+def heavy_tail_reg() -> Task:
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(4000, 20)).astype(np.float32)
+  w = rng.normal(size=20) / np.sqrt(20)
+  y = np.tanh(x @ w) * 2 + 0.3 * rng.standard_t(2, size=4000)
+  return _supervised("heavy_tail", "regression, Student-t(2) noise (MLP "
+                     "20-64-1, SGD+m, b64)", "sgd", 1.8e-3, 1500, 64, (20, 64, 1),
+                     x[:3000], y[:3000].astype(np.float32), x[3000:],
+                     y[3000:].astype(np.float32), "mse")
+
+
+def digits_tiny() -> Task:
+  x, y, xte, yte = _digits()
+  return _supervised("digits_tiny", "digits, 100 samples, overfits (MLP "
+                     "64-128-10, AdamW, b16)", "adamw", 5e-4, 1500, 16,
+                     (64, 128, 10), x[:100], y[:100], xte, yte, "ce")
+
+
+TUNE = (seed_demo, digits_sgd, digits_adam, friedman1, mnist1d, bandit,
+        cyclic_linreg, wine_sgd)
+HOLDOUT = (breast_cancer_adamw, diabetes_sgd, iris_tiny, mnist1d_sgd,
+           classif_adamw, digits_cyclic, heavy_tail_reg, digits_tiny)
+ALL = TUNE + HOLDOUT
