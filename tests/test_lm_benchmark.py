@@ -39,16 +39,17 @@ def test_shapes_and_trace(tiny_run):
 def test_zero_rate_keeps_the_initial_model(tiny_run):
   import jax  # pylint: disable=import-outside-toplevel
   cfg = lm.QUICK_CONFIG
-  train, windows = lm._data(cfg)  # pylint: disable=protected-access
+  _, windows = lm._data(cfg)  # pylint: disable=protected-access
+  initial_loss = jax.jit(lambda seed: lm.task.eval_loss(
+      lm.task.init(jax.random.split(jax.random.PRNGKey(seed))[0], cfg),
+      windows, cfg))
   for seed in (0, 1):
-    params = lm.task.init(jax.random.split(jax.random.PRNGKey(seed))[0], cfg)
-    initial = float(lm.task.eval_loss(params, windows, cfg))
+    initial = float(initial_loss(seed))
     assert tiny_run.val[0, seed] == pytest.approx(initial, rel=1e-4)
   assert abs(initial - math.log(256)) < 0.2  # near-uniform logits at init
   # Paired rows: same init, same first batch, so the same step-0 loss.
   np.testing.assert_allclose(tiny_run.train[0, :, 0], tiny_run.train[1, :, 0],
                              rtol=1e-5)
-  del train
 
 
 def test_training_lowers_the_validation_loss(tiny_run):
