@@ -105,7 +105,7 @@ def _fake_result(ours_good, const_good=2.0, cosine=1.9):
     (2.1, (False, False)),  # worse than both
 ])
 def test_goals_follow_the_numbers(ours_good, passes):
-  verdicts = tuple(p for _, p in lm.goals(_fake_result(ours_good))[:2])
+  verdicts = tuple(p for _, p, _ in lm.goals(_fake_result(ours_good))[:2])
   assert verdicts == passes
 
 
