@@ -329,16 +329,23 @@ def _stable_step(hp, cfg, state, loss, reward):
   state, has_loss = _observe(hp, cfg, state, loss, reward)
   rate = state.stored_rate
   m = state.applied_momentum
+  # With a reward, a loss that rises while the reward rises is no divergence
+  # (a policy-gradient loss grows with the returns): the guards stand down.
+  rising = (state.has_prev_reward & (state.reward_ema > state.prev_reward)
+            if cfg.use_reward else jnp.zeros((), bool))
 
-  # A spike leaves the window, which restarts after it, so it inflates
-  # neither the noise band nor the next decision. During the warm-up it is
-  # the rate being too high: it stops the warm-up and cuts the rate there;
-  # afterwards it damps its own step.
+  # A spike damps its own step and leaves the window, which restarts after
+  # it, so it inflates neither the noise band nor the next decision; it also
+  # stops the warm-up, and three in a row cut the rate.
   step_factor = c(1.0)
   is_spike = jnp.zeros((), bool)
   if "spike" in rules:
     is_spike, factor = _stable.spike(hp, before, loss, has_loss, c)
     step_factor = factor
+    # A non-finite loss after finite ones is the loudest spike of all.
+    nonfinite = before.has_loss_ema & ~jnp.isfinite(loss)
+    state, rate = _stable.explosion(hp, state, is_spike | nonfinite,
+                                    has_loss, rate, c, rising)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
@@ -354,22 +361,19 @@ def _stable_step(hp, cfg, state, loss, reward):
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward:
-    nonfinite = jnp.isfinite(before.loss_ema) & ~jnp.isfinite(
-        jnp.asarray(loss, dtype)) if loss is not None else jnp.zeros((), bool)
-    warm, stopped = _stable.warmup(hp, cfg, state.warmup,
-                                   jnp.asarray(loss, dtype), before, is_spike,
-                                   nonfinite, c)
-    cut = jnp.where(is_spike, step_factor, c(hp.big_drop))
+    nonfinite = before.has_loss_ema & ~jnp.isfinite(loss)
+    warm, stopped = _stable.warmup(hp, cfg, state.warmup, loss, before,
+                                   is_spike, nonfinite, c)
+    # The warm-up stops there, cut by the spike (a non-finite loss: halved);
+    # the probe then goes on from there, back to the given rate at least if
+    # the loss gives no evidence either way.
+    cut = jnp.where(nonfinite, c(hp.big_drop), step_factor)
     rate = jnp.where(stopped, rate * state.warmup * cut, rate)
     state = state._replace(warmup=warm)
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
-                                           is_spike, step_factor, c)
+                                           is_spike, c)
   if "runaway" in rules:
-    rising = (state.has_prev_reward & (state.reward_ema > state.prev_reward)
-              if cfg.use_reward else jnp.zeros((), bool))
-    state, rate, fired = _stable.runaway(hp, state, ev, rate, c, rising)
-    end_probe = end_probe | (state.probing & fired)
-    state = state._replace(probing=state.probing & ~fired)
+    state, rate, _ = _stable.runaway(hp, state, ev, rate, c, rising)
   if cfg.use_reward and "reward" in rules:
     state, rate, m = _stable.reward(hp, state, ev, rate, m, cfg.has_momentum, c)
 

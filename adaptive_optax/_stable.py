@@ -56,6 +56,22 @@ class Evidence(NamedTuple):
   worse: jax.Array  # bool: known and -gain beyond the noise band.
 
 
+def explosion(hp, state, is_spike, has_loss, rate, c, reward_rising=False):
+  """Three spikes in a row halve the rate (``big_drop``), and every further
+  one again: a divergence under momentum explodes within a window, faster
+  than any window rule can see.
+
+  Null evidence: a spike has probability 3e-5 per step under Gaussian noise
+  (about 1% under lognormal noise of sigma 1), so three in a row about
+  1e-6 per step.
+  """
+  run = jnp.where(is_spike, state.spikes + 1,
+                  jnp.where(has_loss, 0, state.spikes)).astype(jnp.int32)
+  fire = (run >= 3) & ~reward_rising
+  return state._replace(spikes=jnp.minimum(run, 3)), jnp.where(
+      fire, rate * c(hp.big_drop), rate)
+
+
 def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:
   """Compares the closing window with the previous one.
 
@@ -106,7 +122,7 @@ PROBE_WINDOWS = 4
 # window by probe_growth ** RESPONSE (1 would be in proportion to the rate).
 # Not 0: a smooth descent the rate does not cause (a slow sine) speeds up
 # by itself over a quarter period, and would take the rate to its bound.
-RESPONSE = 0.25
+RESPONSE = 0.5
 
 
 def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
@@ -116,7 +132,8 @@ def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
   rate is the given one over ``g = probe_growth``, the probe's first rung)
   by ``(1 / (start_scale * g)) ** (1 / W)`` per step that does not raise the
   loss above its EMA: at least one window, longer while the loss rises. A
-  spike or a non-finite loss stops it (the caller cuts the rate there).
+  spike or a non-finite loss stops it (the caller cuts the rate there by the
+  spike's factor, or halves it); the probe then goes on from there.
   """
   g = c(hp.probe_growth)
   per_step = jnp.power(1 / (c(hp.start_scale) * g), 1 / c(cfg.var_window))
@@ -127,7 +144,7 @@ def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
   return jnp.where(stopped, 1, grown), stopped
 
 
-def probe(hp, cfg, state, ev: Evidence, rate, is_spike, spike_factor, c):
+def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   """Start-up search: double the rate while doubling pays, else revert.
 
   After the warm-up (which ends at the given rate over ``g =
@@ -142,8 +159,8 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, spike_factor, c):
   significant fall, or no response) ends the probe and reverts the growth
   it tested, but never below the given rate. A
   window worse than the one before by two bands ends it too, falling back
-  by ``g**2``; so does a spike, reverting the last growth (or cutting by
-  the spike's factor).
+  by ``g**2``; a spike above the given rate ends it too, reverting the last
+  growth.
 
   Null evidence: a segment's fall passes two standard errors with
   probability about 5% on i.i.d. noise (four looks at 2.3%), and the
@@ -174,7 +191,10 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, spike_factor, c):
   trusted = rate * g <= state.given_rate * (1 + 1e-6)
   responded = trusted | ~grew | (speed >= g**RESPONSE
                                  * state.probe_prev_speed)
-  spiked = state.probing & (state.warmup >= 1) & is_spike
+  # A spike above the given rate reverts the last growth; at or below it a
+  # spike only damps its step (a heavy-tailed loss has them at any rate).
+  spiked = (state.probing & (state.warmup >= 1) & is_spike
+            & (rate > state.given_rate * (1 + 1e-6)))
   tested = active & started & ~worse & ~spiked
   grow = tested & sig & responded
   timeout = tested & ~sig & (n >= PROBE_WINDOWS)
@@ -189,8 +209,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, spike_factor, c):
                          state.given_rate)
   rate = jnp.where(grow, rate * g, jnp.where(
       retry, state.given_rate, jnp.where(fail, fallback, jnp.where(worse, rate / (g * g), jnp.where(
-          spiked, jnp.where(grew, state.probe_base, rate * spike_factor),
-          rate)))))
+          spiked, jnp.maximum(state.probe_base, state.given_rate), rate)))))
   restart = grow | retry | (active & ~started)
   state = state._replace(
       probing=state.probing & ~(fail | worse | spiked),
@@ -239,9 +258,14 @@ def runaway(hp, state, ev: Evidence, rate, c, reward_rising=False):
 
 def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   """The reward's trend at each window: up by ``reward_up``, down by
-  ``reward_down``, when the reward EMA moved beyond two standard errors of
-  the difference of two EMAs (``2 sqrt(2 var_ema)``): a false-alarm rate of
-  2.3% per window and side on a trendless reward.
+  ``max(reward_down, 1 / reward_up)``, when the reward EMA moved beyond two
+  standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``).
+
+  Null evidence: 2.3% per window and side on an i.i.d. reward; a reward
+  that repeats (a rollout's return over its minibatches) alarms more often,
+  but in both directions, and the symmetric steps make that a random walk
+  in log-rate without drift. The loss then only guards (:func:`runaway`,
+  :func:`spike`): it is no measure of progress in RL.
   """
   rbeta = c(hp.reward_beta)
   ema_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)
@@ -249,8 +273,12 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   diff = state.reward_ema - state.prev_reward
   better = known & _beyond(diff, _Z, 2 * ema_var)
   worse = known & _beyond(-diff, _Z, 2 * ema_var)
+  # Down by no more than up: rewards are autocorrelated (a rollout's return
+  # repeats over its minibatches), so false alarms come in both directions,
+  # and only symmetric steps cancel.
+  down = jnp.maximum(c(hp.reward_down), 1 / c(hp.reward_up))
   rate = jnp.where(better, rate * c(hp.reward_up),
-                   jnp.where(worse, rate * c(hp.reward_down), rate))
+                   jnp.where(worse, rate * down, rate))
   if has_momentum:
     momentum = jnp.where(
         better, jnp.minimum(c(hp.momentum_max), momentum + c(hp.momentum_up)),
@@ -330,14 +358,17 @@ def horizon_factor(hp, t, dtype):
 def modulate(hp, cfg, rate, rel_var, step_factor, t, c):
   """The applied rate: the decided one, damped and shaped, never written back.
 
-  ``rate / (var_damp_base + var_damp_scale * rel_var) * step_factor *
-  horizon_factor``; the cosine overlay is applied by the caller (it advances
+  ``rate * max(step_factor / (var_damp_base + var_damp_scale * rel_var),
+  SPIKE_FLOOR) * horizon_factor``; the cosine overlay is applied by the caller (it advances
   its own timers).
   """
   damp = c(hp.var_damp_base)
   if "damping" in cfg.rules:
     damp = damp + c(hp.var_damp_scale) * rel_var
-  return rate / damp * step_factor * horizon_factor(hp, t, rate.dtype)
+  # Both are transient (no memory); together they damp a step by at most
+  # SPIKE_FLOOR, so a heavy-tailed loss cannot take the applied rate to 0.
+  transient = jnp.maximum(step_factor / damp, SPIKE_FLOOR)
+  return rate * transient * horizon_factor(hp, t, rate.dtype)
 
 
 

@@ -94,6 +94,7 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, -1, "stable: windows into the probe's current "
      "segment (-1: none yet)."),
+    ("spikes", INT, 0, "stable: consecutive spikes (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
     ("has_prev_loss", BOOL, False, "prev_loss is set."),
