@@ -26,7 +26,7 @@ Each column is one jitted program: the whole training is a ``lax.scan``,
 
 Usage::
 
-  python benchmarks/rl.py                       # both envs, 4 seeds (~15 min)
+  python benchmarks/rl.py                       # both envs, 4 seeds (~25 min)
   python benchmarks/rl.py --envs CartPole-v1 --seeds 2
   python benchmarks/rl.py --quick --out /tmp/rl  # smoke run (tiny budget)
 
@@ -251,9 +251,15 @@ def _cell(x):
 
 
 def _gmean(x):
+  """Geometric mean of the finite values; 0 when one is 0 (an LR that
+  underflowed, as reduce_on_plateau's scale does with min_scale=0)."""
   x = np.asarray(x, float)
-  x = x[np.isfinite(x) & (x > 0)]
-  return float(np.exp(np.mean(np.log(x)))) if x.size else float("nan")
+  x = x[np.isfinite(x)]
+  if not x.size:
+    return float("nan")
+  if np.any(x <= 0):
+    return 0.0
+  return float(np.exp(np.mean(np.log(x))))
 
 
 def table(results, random) -> str:
@@ -329,6 +335,23 @@ def plot(results, path):
 
 # --------------------------------------------------------------------- CLI --
 
+def _provenance() -> str:
+  """The commit the policy came from, and whether it had local edits: the
+  working tree is shared and the policy changes under it."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  try:
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root,
+                          capture_output=True, text=True, check=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "adaptive_optax"],
+                           cwd=root, capture_output=True, text=True,
+                           check=True)
+  except (OSError, subprocess.CalledProcessError):
+    return "policy: unknown commit"
+  edits = " + uncommitted edits in adaptive_optax/" if dirty.stdout else ""
+  return f"policy: commit {head.stdout.strip()}{edits}"
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--envs", default=None,
@@ -346,6 +369,7 @@ def main(argv=None):
 
   # --quick: CartPole only unless asked (an Acrobot episode outlasts its
   # budget), two seeds, 512 steps; it checks the plumbing, not the numbers.
+  provenance = _provenance()  # read before the runs: the tree may change
   envs = [e for e in (args.envs or (
       "CartPole-v1" if args.quick else ",".join(rl_tasks.ENVS))).split(",")
           if e]
@@ -384,7 +408,7 @@ def main(argv=None):
       "# RL benchmark: PPO on gymnax (issue 10)", "",
       f"`python benchmarks/rl.py{' --quick' if args.quick else ''} "
       f"--envs {','.join(envs)} --seeds {n_seeds}`; device: "
-      f"{jax.devices()[0].device_kind}.", "",
+      f"{jax.devices()[0].device_kind}; {provenance}.", "",
       "PPO (clipped surrogate, GAE) written from Schulman et al. 2017: "
       f"{cfg0.num_envs} envs x {cfg0.num_steps} steps per rollout, "
       f"{cfg0.update_epochs} epochs x {cfg0.num_minibatches} minibatches, "
@@ -406,7 +430,9 @@ def main(argv=None):
       "Gain over random: return - untrained policy's return.", "",
       goals_table(rows), "",
       "## Wall time per column (2 starts x seeds in one program)", "",
-      timing_table(results), ""])
+      timing_table(results), "",
+      f"{os.cpu_count()} CPU cores; load average at the end "
+      f"{os.getloadavg()[0]:.1f} (other jobs share the machine).", ""])
   print(md)
   os.makedirs(args.out, exist_ok=True)
   with open(os.path.join(args.out, "rl.md"), "w") as f:
