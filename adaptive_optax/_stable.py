@@ -176,7 +176,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
                            (ev.var + state.prev_window_var) / w,
                            2 * c(hp.min_rel_improve)
                            * jnp.abs(state.prev_window_mean))
-  started = state.probe_windows >= 0
+  started = state.probe_started
   n = jnp.maximum(state.probe_windows + 1, 1).astype(rate.dtype)
   ref, mean = state.probe_ref, ev.mean
   sig = _beyond(ref - mean, _Z, (state.probe_ref_var + ev.var) / w,
@@ -220,6 +220,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
       probe_windows=jnp.where(restart, 0, jnp.where(
           tested, state.probe_windows + 1, state.probe_windows)).astype(
               jnp.int32),
+      probe_started=state.probe_started | restart,
   )
   return state, rate, fail | worse | spiked
 

@@ -92,8 +92,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("window_steps", INT, 0, "finite losses since the last decision."),
     ("num_steps", INT, 0, "updates seen (saturating)."),
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
-    ("probe_windows", INT, -1, "stable: windows into the probe's current "
-     "segment (-1: none yet)."),
+    ("probe_windows", INT, 0, "stable: windows into the probe's current "
+     "segment."),
     ("spikes", INT, 0, "stable: consecutive spikes (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
@@ -104,6 +104,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("probing", BOOL, lambda s: (s.cfg.mode == "stable" and not
                                  s.cfg.use_reward and "probe" in s.cfg.rules),
      "stable: start-up probe still growing the rate."),
+    ("probe_started", BOOL, False, "stable: the probe's first segment has "
+     "begun."),
     ("trial", BOOL, False, "stable: the last patience drop is on trial."),
 )
 
