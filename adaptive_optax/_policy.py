@@ -329,9 +329,10 @@ def _stable_step(hp, cfg, state, loss, reward):
   state, has_loss = _observe(hp, cfg, state, loss, reward)
   rate = state.stored_rate
   m = state.applied_momentum
-  # With a reward, a loss that rises while the reward rises is no divergence
-  # (a policy-gradient loss grows with the returns): the guards stand down.
-  rising = (state.has_prev_reward & (state.reward_ema > state.prev_reward)
+  # With a reward, the loss is no measure of progress (a policy-gradient
+  # loss grows with the returns): the loss's guards act only while the
+  # reward is falling too, as it does when training diverges.
+  rising = (~(state.has_prev_reward & (state.reward_ema < state.prev_reward))
             if cfg.use_reward else jnp.zeros((), bool))
 
   # A spike damps its own step and leaves the window, which restarts after

@@ -237,8 +237,9 @@ def runaway(hp, state, ev: Evidence, rate, c, reward_rising=False):
   never fires, and by a factor ``R`` at most ``log_2 R`` times over any run;
   three significant rises in a row have probability about 1e-5 under
   Gaussian noise. A divergence, however slow, doubles again and is cut again.
-  With a reward, a loss that rises while the reward rises is not a runaway
-  (a policy-gradient loss grows with the returns).
+  With a reward, it fires only while the reward is falling too (a
+  policy-gradient loss grows with the returns; a flat reward at its maximum
+  is no divergence either).
   """
   rises = jnp.where(ev.worse, state.rises + 1,
                     jnp.where(ev.known, 0, state.rises)).astype(jnp.int32)
