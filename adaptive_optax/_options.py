@@ -230,7 +230,10 @@ def build_policy(
   static = {k: merged[k] for k in STATIC_DEFAULTS}
   lo_name, hi_name = bounds
   validate(merged, static, (lo_name, hi_name))
-  if learning_rate is not None:
+  # Reference mode is the seed's class, which clamps a starting rate outside
+  # its bounds at construction: porting code relies on that, so only the
+  # stable mode refuses it.
+  if learning_rate is not None and static["mode"] == "stable":
     _check_start("learning_rate", learning_rate, lo_name, merged[lo_name],
                  hi_name, merged[hi_name])
   numeric = {k: merged[k] for k in POLICY_DEFAULTS}

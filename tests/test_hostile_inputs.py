@@ -91,6 +91,8 @@ def _check_sane(front, mode, losses, rewards):
   for got, want in zip(jax.tree.leaves(states), jax.tree.leaves(init)):
     assert got.dtype == want.dtype and got.shape == (N,) + want.shape
   for name, leaf in ctrl._asdict().items():
+    if name == "config":  # static metadata, no array
+      continue
     if jnp.issubdtype(leaf.dtype, jnp.floating):
       assert bool(jnp.all(jnp.isfinite(leaf))), name
     elif leaf.dtype == jnp.int32:
