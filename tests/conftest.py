@@ -1,10 +1,37 @@
 """Shared fixtures: the two semantics, and small helpers to drive a transform."""
 
-import jax
-import jax.numpy as jnp
-import pytest
+import os
+import pathlib
+
+# Most of the suite's time is XLA compiling the same controller programs again
+# (in each test, each xdist worker, each notebook and script subprocess): a
+# persistent compilation cache shared by all of them compiles each once. Set
+# before jax is imported; subprocesses inherit it. Keyed by the program and
+# the jax/XLA versions, so a stale entry is never reused.
+os.environ.setdefault(
+    "JAX_COMPILATION_CACHE_DIR",
+    str(pathlib.Path(__file__).resolve().parents[1] / ".jax_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
 
 MODES = ("stable", "reference")
+
+# The longest files first: with `-n 2 --dist loadfile` each file runs on one
+# worker, and one of these left for the end would leave the other core idle.
+_LONGEST_FIRST = ("test_notebooks.py", "test_multidevice.py",
+                  "test_quality_benchmark.py", "test_keras_frontend.py",
+                  "test_perf_benchmarks.py", "test_distributed.py",
+                  "test_docs_snippets.py", "test_stable_semantics.py")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
 
 
 @pytest.fixture(params=MODES)
