@@ -132,25 +132,29 @@ def adaptive_scale(
   scale starts at 1 and multiplies the optimizer's updates. Feed the step's
   loss with ``update(..., value=loss)``.
 
-  The policies are the seed ``AdaptiveScheduler``'s: a loss trend nudges the
-  scale up (``up_factor``) or down (``down_factor``); loss variance damps it;
-  a reward trend nudges it (``reward_up``/``reward_down``); after
-  ``patience`` steps without improvement it drops by ``big_drop`` and waits
-  ``cooldown`` steps; an optional cosine overlay restarts every ``T0``,
-  ``T0*T_mult``... steps. ``mode="stable"`` (default) decides the trend over
-  windows of ``var_window`` losses and applies damping and the cosine overlay
-  to the applied scale only; it also starts cautiously and probes upwards
-  (``start_scale``, ``probe_growth``) and guards against loss spikes
-  (``guard_ratio``, ``guard_sigma``). ``mode="reference"`` reproduces the
-  seed exactly, compounding included.
+  ``mode="stable"`` (default) moves the scale only on statistical evidence
+  from windows of ``var_window`` losses, one rule each
+  (``adaptive_optax._stable``): a warm-up from ``start_scale``; a probe that
+  grows the scale by ``probe_growth`` while that speeds the loss's fall; a
+  cut by ``big_drop`` when the loss keeps rising above ``guard_ratio`` times
+  its lowest level, or spikes three times in a row; a drop by ``big_drop``
+  on trial after ``patience`` steps without progress (undone if the loss did
+  not fall after it; ``cooldown``, ``cooldown_ratio``); with
+  ``use_reward=True`` the reward's trend (``reward_up``/``reward_down``)
+  instead of the loss's; variance damping, the cosine overlay (``T0``,
+  ``T_mult``) and, with ``total_steps``, a final decay modulate the applied
+  scale only. With no evidence it holds the given scale.
+  ``mode="reference"`` reproduces the seed's ``AdaptiveScheduler`` exactly,
+  compounding included (its per-step trend rule ``up_factor`` /
+  ``down_factor`` acts in that mode only).
 
   Args:
     mode: ``"stable"`` or ``"reference"`` (static).
     loss_beta: EMA coefficient of the loss.
     reward_beta: EMA coefficient of the reward.
     var_window: loss window for the variance and trend (static).
-    up_factor: multiplier when the loss improves.
-    down_factor: multiplier when it worsens.
+    up_factor: reference mode: multiplier when the loss improves.
+    down_factor: reference mode: multiplier when it worsens.
     min_rel_improve: relative improvement that counts as one.
     var_damp_base: damping ``scale / (base + scale_ * variance)``.
     var_damp_scale: weight of the variance in the damping.
@@ -178,19 +182,21 @@ def adaptive_scale(
     momentum_min: lower bound of the momentum; no effect here (see
       ``momentum_up``).
     momentum_max: upper bound of the momentum; no effect here.
-    probe_growth: stable mode: growth of the scale per window during the
-      start-up probe, which ends at a spike or at a window clearly worse
-      than the one before.
+    probe_growth: stable mode: growth of the scale per probe segment; above
+      the given scale a growth must speed the log-loss's fall by its square
+      root.
     guard_ratio: stable mode: a loss above ``guard_ratio`` times the loss EMA
-      (and ``guard_sigma`` noise standard deviations above it) is a spike.
-      During the probe it cuts the scale by ``ema / loss``; afterwards it
-      damps that step alone by as much.
+      (and ``guard_sigma`` noise standard deviations above it) is a spike,
+      which damps its own step by ``ema / loss`` (at most 10x); a window mean
+      above ``guard_ratio`` times the lowest one, rising three windows in a
+      row, is a runaway (cut by ``big_drop``).
     guard_sigma: stable mode: see ``guard_ratio``.
     cooldown_ratio: stable mode: after a big drop, the cooldown lasts at
       least this fraction of the steps taken so far.
     start_scale: stable mode: the first update uses the given scale (or LR);
       from the second, the applied value restarts at ``start_scale`` times
-      it and the probe grows it back (and beyond, while the loss allows).
+      it and warms up to half of it within a window; the probe goes on from
+      there (and beyond, while the loss allows).
     total_steps: stable mode: the run's length, when known (0: unknown). The
       applied scale then decays as ``1 - sqrt(x)`` over the last
       ``decay_fraction`` of the run, as warmup-stable-decay schedules do.
