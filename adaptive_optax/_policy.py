@@ -47,11 +47,6 @@ def _wrap(i: jax.Array, size: int) -> jax.Array:
   return jnp.where(i >= size, i - size, i)
 
 
-def _beyond(x, k, var, floor=0.0):
-  """``x > max(k * sqrt(var), floor)``, squared: no sqrt kernel per test."""
-  return (x > floor) & (x >= 0) & (x * x > k * k * var)
-
-
 def _sat_inc(x: jax.Array, by=1) -> jax.Array:
   return jnp.where(x >= _INT_MAX - by, _INT_MAX, x + by).astype(jnp.int32)
 
@@ -332,8 +327,11 @@ def _stable_step(hp, cfg, state, loss, reward):
   # With a reward, the loss is no measure of progress (a policy-gradient
   # loss grows with the returns): the loss's guards act only while the
   # reward is falling too, as it does when training diverges.
-  rising = (~(state.has_prev_reward & (state.reward_ema < state.prev_reward))
-            if cfg.use_reward else jnp.zeros((), bool))
+  guards_off = (
+      ~(state.has_prev_reward & (state.reward_ema < state.prev_reward))
+      if cfg.use_reward else jnp.zeros((), bool))
+  # A non-finite loss after finite ones is the loudest spike of all.
+  nonfinite = before.has_loss_ema & ~jnp.isfinite(loss)
 
   # A spike damps its own step and leaves the window, which restarts after
   # it, so it inflates neither the noise band nor the next decision; it also
@@ -343,10 +341,8 @@ def _stable_step(hp, cfg, state, loss, reward):
   if "spike" in rules:
     is_spike, factor = _stable.spike(hp, before, loss, has_loss, c)
     step_factor = factor
-    # A non-finite loss after finite ones is the loudest spike of all.
-    nonfinite = before.has_loss_ema & ~jnp.isfinite(loss)
     state, rate = _stable.explosion(hp, state, is_spike | nonfinite,
-                                    has_loss, rate, c, rising)
+                                    has_loss, rate, c, guards_off)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
@@ -362,7 +358,6 @@ def _stable_step(hp, cfg, state, loss, reward):
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward:
-    nonfinite = before.has_loss_ema & ~jnp.isfinite(loss)
     warm, stopped = _stable.warmup(hp, cfg, state.warmup, loss, before,
                                    is_spike, nonfinite, c)
     # The warm-up stops there, cut by the spike (a non-finite loss: halved);
@@ -374,7 +369,7 @@ def _stable_step(hp, cfg, state, loss, reward):
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
                                            is_spike, c)
   if "runaway" in rules:
-    state, rate, _ = _stable.runaway(hp, state, ev, rate, c, rising)
+    state, rate, _ = _stable.runaway(hp, state, ev, rate, c, guards_off)
   if cfg.use_reward and "reward" in rules:
     state, rate, m = _stable.reward(hp, state, ev, rate, m, cfg.has_momentum, c)
 

@@ -6,11 +6,14 @@ previous window's against a noise band (:class:`Evidence`). A rule that moves
 the rate does so only on evidence whose false-alarm rate on a trendless loss
 is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
 
+* :func:`warmup` -- the cautious start, from ``start_scale`` times the given
+  rate up to the probe's first rung within one window.
 * :func:`probe` -- the start-up search: grow the rate while the loss falls
   faster after each growth; revert the last growth that did not pay.
 * :func:`runaway` -- a loss that keeps rising far above its lowest level cuts
   the rate, however slowly it rises.
-* :func:`spike` -- one loss far above the recent level damps that step alone.
+* :func:`spike` -- one loss far above the recent level damps that step alone;
+  :func:`explosion` -- three in a row cut the rate.
 * :func:`reward` -- with ``use_reward=True`` the reward's trend, not the
   loss's, nudges the rate.
 * :func:`patience` -- a stalled loss halves the rate on trial: the drop is
@@ -56,7 +59,7 @@ class Evidence(NamedTuple):
   worse: jax.Array  # bool: known and -gain beyond the noise band.
 
 
-def explosion(hp, state, is_spike, has_loss, rate, c, reward_rising=False):
+def explosion(hp, state, is_spike, has_loss, rate, c, guards_off=False):
   """Three spikes in a row halve the rate (``big_drop``), and every further
   one again: a divergence under momentum explodes within a window, faster
   than any window rule can see.
@@ -67,7 +70,7 @@ def explosion(hp, state, is_spike, has_loss, rate, c, reward_rising=False):
   """
   run = jnp.where(is_spike, state.spikes + 1,
                   jnp.where(has_loss, 0, state.spikes)).astype(jnp.int32)
-  fire = (run >= 3) & ~reward_rising
+  fire = (run >= 3) & ~guards_off
   return state._replace(spikes=jnp.minimum(run, 3)), jnp.where(
       fire, rate * c(hp.big_drop), rate)
 
@@ -225,7 +228,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   return state, rate, fail | worse | spiked
 
 
-def runaway(hp, state, ev: Evidence, rate, c, reward_rising=False):
+def runaway(hp, state, ev: Evidence, rate, c, guards_off=False):
   """A loss rising far above its lowest level halves the rate.
 
   Fires at a window that is worse than the previous one beyond the band, the
@@ -248,7 +251,7 @@ def runaway(hp, state, ev: Evidence, rate, c, reward_rising=False):
   low = jnp.where(ev.decide, low, state.guard_low)
   ref = jnp.where(state.guard_anchor != 0,
                   jnp.maximum(low, state.guard_anchor), low)
-  fire = (ev.known & (rises >= 3) & ~reward_rising
+  fire = (ev.known & (rises >= 3) & ~guards_off
           & (ev.mean - ref > (c(hp.guard_ratio) - 1) * jnp.abs(ref)))
   state = state._replace(
       rises=jnp.where(fire, 0, rises).astype(jnp.int32),
