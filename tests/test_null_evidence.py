@@ -108,14 +108,15 @@ def test_runaway_never_fires_on_bounded_noise():
 @pytest.mark.parametrize("rate", [0.002, 0.01, 0.05])
 def test_a_slowly_rising_loss_is_cut_until_it_stops(rate):
   # Open loop: the loss keeps rising (rate% per step, with noise), so every
-  # doubling must cut the rate again; by 2,000 steps it has been cut far
-  # below the start.
+  # doubling must cut the rate again (the runaway rule; patience drops alone
+  # leave 0.12 at 0.2%/step and 0.06 at 1%/step): by 2,000 steps it has been
+  # cut by about one halving per doubling.
   rng = np.random.default_rng(0)
   t = _t(2000)
   loss = np.exp(rate * t) * (1 + 0.05 * rng.normal(size=2000))
   scale = np.asarray(ao.simulate(jnp.asarray(loss, jnp.float32))["scale"])
   doublings = rate * 2000 / np.log(2)
-  assert scale[-1] <= 0.5 ** min(4, doublings / 3), (scale[-1], doublings)
+  assert scale[-1] <= 0.5 ** min(6, doublings), (scale[-1], doublings)
 
 
 def _train(loss_fn, params, tx, steps, data=None):
