@@ -14,6 +14,12 @@ scored on held-out validation loss in nats/byte) is trained with
   tuned column is the reference every ratio divides by;
 * ``reduce_on_plateau``: ``optax.contrib.reduce_on_plateau()`` (defaults),
   fed the training loss, from the good LR;
+* ``schedule_free_adamw``: ``optax.contrib``'s schedule-free AdamW (Defazio et
+  al. 2024) from the good LR, with the same b2 0.95 and weight decay 0.1 on
+  matrices (see :func:`schedule_free_adamw`), b1 0.9 and the same 5% linear
+  warmup (the method's recommended use); scored at
+  ``schedule_free_eval_params`` (its averaged x sequence), not at the raw
+  parameters;
 * ``ours``: ``optax.chain(adamw(lr), ao.adaptive_scale(**ours_kwargs))`` fed
   ``value=loss``, from the three starts.
 
@@ -97,6 +103,28 @@ def adamw(lr) -> optax.GradientTransformation:
                      mask=task.weight_decay_mask)
 
 
+def schedule_free_adamw(lr, steps: int,
+                        warmup_fraction: float = WARMUP_FRACTION
+                        ) -> optax.GradientTransformationExtraArgs:
+  """Schedule-free AdamW with the task's b2 and masked weight decay.
+
+  ``optax.contrib.schedule_free_adamw`` takes no weight-decay mask, so this
+  is its body (Adam without momentum inside ``optax.contrib.schedule_free``,
+  b1 0.9 in the interpolation) with :func:`adamw`'s b2 0.95 and decay 0.1 on
+  matrices only, and a linear warmup from 0 over ``warmup_fraction`` of the
+  steps. Evaluate at ``optax.contrib.schedule_free_eval_params(state,
+  params)``.
+  """
+  warmup = max(1, int(round(warmup_fraction * steps)))
+  schedule = optax.warmup_constant_schedule(0.0, lr, warmup)
+  base = optax.chain(
+      optax.scale_by_rms(decay=0.95, eps=1e-8, eps_in_sqrt=False,
+                         bias_correction=True),
+      optax.add_decayed_weights(0.1, mask=task.weight_decay_mask),
+      optax.scale_by_learning_rate(schedule))
+  return optax.contrib.schedule_free(base, schedule, b1=0.9)
+
+
 def warmup_cosine(peak, steps: int, warmup_fraction: float = WARMUP_FRACTION):
   """Linear warmup from 0 to ``peak``, then cosine decay to 0 at ``steps``.
 
@@ -157,6 +185,7 @@ def run_lm(make_tx: Callable[[jax.Array], Any],
            base_lr: float = 1.0,
            cfg: task.Config = CONFIG,
            lr_of: Callable[[Any, jax.Array, jax.Array], jax.Array] | None = None,
+           eval_params: Callable[[Any, Any], Any] | None = None,
            ) -> LMResult:
   """Trains the LM once per (LR row, seed), all in one jitted, vmapped scan.
 
@@ -174,6 +203,9 @@ def run_lm(make_tx: Callable[[jax.Array], Any],
     cfg: model and data sizes.
     lr_of: optional ``(opt_state, lr, step) -> applied learning rate``,
       recorded every step (e.g. ``lr * ao.metrics(s)["scale"]``).
+    eval_params: optional ``(opt_state, params) -> params`` giving the point
+      the validation loss is taken at (e.g.
+      ``optax.contrib.schedule_free_eval_params``); default: the final params.
 
   Returns:
     An :class:`LMResult`.
@@ -210,8 +242,10 @@ def run_lm(make_tx: Callable[[jax.Array], Any],
                  else jnp.zeros((), jnp.float32))
       return (params, state), (loss, jnp.asarray(applied, jnp.float32))
 
-    (params, _), (losses, applied) = jax.lax.scan(
+    (params, state), (losses, applied) = jax.lax.scan(
         body, (params, state), jnp.arange(steps))
+    if eval_params is not None:
+      params = eval_params(state, params)
     return task.eval_loss(params, windows, cfg), losses, applied
 
   t0, c0 = time.time(), time.process_time()
@@ -249,8 +283,8 @@ def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print,
     ours_kwargs: keyword arguments of ``ao.adaptive_scale`` for ``ours``.
     log: a ``print``-like progress sink.
     baselines: an earlier result (see :func:`load`) with the same seeds,
-      steps and config: its constant, cosine and plateau columns are reused
-      and only ``ours`` is trained.
+      steps and config: its constant, cosine, plateau and schedule-free
+      columns are reused and only ``ours`` is trained.
   """
   ours_kwargs = dict(ours_kwargs or {})
   if baselines is not None:
@@ -311,6 +345,11 @@ def run_benchmark(seeds, steps, cfg=CONFIG, ours_kwargs=None, log=print,
       lr_of=lambda s, lr, t: lr * s[1].scale))
   out["plateau"] = plateau
 
+  out["schedule_free"] = timed("schedule_free_adamw", run_lm(
+      lambda lr: schedule_free_adamw(lr, steps), [1.0], seeds, steps,
+      base_lr=good, cfg=cfg, lr_of=lambda s, lr, t: s.max_lr,
+      eval_params=optax.contrib.schedule_free_eval_params))
+
   out["ours"] = timed("ours", _ours(good, seeds, steps, cfg, ours_kwargs))
   return out
 
@@ -358,13 +397,17 @@ def _result_from_json(d: dict) -> LMResult:
                   cpu_seconds=d["cpu_seconds"])
 
 
+_RESULTS = ("grid", "cosine", "plateau", "schedule_free", "ours")
+
+
 def save(res: dict, path: str) -> None:
   """Writes a :func:`run_benchmark` result as JSON (for ``--baselines``)."""
   doc = {k: v for k, v in res.items()
-         if k not in ("grid", "cosine", "plateau", "ours", "constant", "cfg")}
+         if k not in _RESULTS + ("constant", "cfg")}
   doc["cfg"] = dataclasses.asdict(res["cfg"])
-  for k in ("grid", "cosine", "plateau", "ours"):
-    doc[k] = _result_to_json(res[k])
+  for k in _RESULTS:
+    if k in res:
+      doc[k] = _result_to_json(res[k])
   doc["constant"] = {str(f): [np.asarray(v).tolist(), np.asarray(lr).tolist()]
                      for f, (v, _, lr) in res["constant"].items()}
   with open(path, "w") as f:
@@ -376,8 +419,9 @@ def load(path: str) -> dict:
   with open(path) as f:
     doc = json.load(f)
   doc["cfg"] = task.Config(**doc["cfg"])
-  for k in ("grid", "cosine", "plateau", "ours"):
-    doc[k] = _result_from_json(doc[k])
+  for k in _RESULTS:
+    if k in doc:  # schedule_free is missing from older files
+      doc[k] = _result_from_json(doc[k])
   doc["constant"] = {float(f): (np.asarray(v), None, np.asarray(lr))
                      for f, (v, lr) in doc["constant"].items()}
   return doc
@@ -412,6 +456,9 @@ def rows(res):
     out.append(("constant", start, good * f, v, lr))
   p = res["plateau"]
   out.append(("reduce_on_plateau", "good", good, p.val[0], p.lr[0]))
+  sf = res.get("schedule_free")  # absent from results saved before it
+  if sf is not None:
+    out.append(("schedule_free_adamw", "good", good, sf.val[0], sf.lr[0]))
   o = res["ours"]
   for j, start in enumerate(STARTS):
     out.append(("ours", start, good * list(STARTS.values())[j], o.val[j],
@@ -473,6 +520,9 @@ def markdown(res) -> str:
       f"Good LR = the best constant LR of the grid {list(GRID)}: **{good:g}**. "
       f"Tuned warmup+cosine peak (5% linear warmup, cosine to 0, best of the "
       f"same grid): **{res['cosine_peak']:g}**."
+      + (" `schedule_free_adamw`: the same b2 and weight decay, b1 0.9, 5% "
+         "linear warmup, scored at its averaged (eval) parameters."
+         if "schedule_free" in res else "")
       + (f" `ours` = `adaptive_scale(**{res['ours_kwargs']})`."
          if res["ours_kwargs"] else " `ours` = `adaptive_scale()` (defaults).")
       + f" Policy code: {res.get('policy_revision', 'unknown')}.",

@@ -13,7 +13,22 @@ rates (the good one, 100x too low, 10x too high) by every column:
 * ``reference``: ``adaptive_scale(mode="reference")``, the seed's semantics;
 * ``ours``: ``adaptive_scale()``, the untuned default;
 * ``prodigy``, ``dog``: ``optax.contrib``'s learning-rate-free optimizers
-  (they ignore the start, so their cell is the same in the three rows).
+  (they ignore the start, so their cell is the same in the three rows);
+* ``schedule-free``: ``optax.contrib``'s schedule-free optimizers (Defazio et
+  al. 2024, "The Road Less Scheduled") at the start's LR, like ``fixed``, with
+  their default b1 0.9 and a linear warmup over the first 5% of the steps (the
+  paper and its reference code use warmup). ``schedule_free_adamw`` (default
+  b2; weight decay 1e-2 on the AdamW tasks, as their base, 0 on the Adam ones)
+  replaces Adam/AdamW; ``schedule_free_sgd`` replaces SGD with momentum 0.9
+  (b1 0.9 plays the momentum's part) and also plain SGD: there is no
+  momentum-free schedule-free SGD (b1 must be positive), the LR is the step of
+  the z sequence, as plain SGD's, and b1 stays at the method's default. The
+  score is taken at ``schedule_free_eval_params`` (the averaged x sequence),
+  not at the raw parameters (the y sequence, where the gradients and the
+  training-loss curves are taken); the bandit's score is the regret of the
+  played policy, y, as for every column. Its LR is the task's, untuned: the
+  schedule-free authors advise 10x-50x the usual LR for SGD and 1x-10x for
+  AdamW, which the ``10x high`` row comes closer to than ``good``.
 
 A cell's score is its final held-out loss (total regret for the bandit)
 divided by the best fixed-grid point's of the same seed, as a geometric mean
@@ -48,7 +63,7 @@ GRID = tuple(10.0 ** (k / 2) for k in range(-4, 3))  # x0.01 ... x10
 STARTS = {"good": 1.0, "100x low": 0.01, "10x high": 10.0}
 DIVERGED = 1e6
 COLUMNS = ("fixed", "best fixed", "cosine", "plateau", "plateau~",
-           "reference", "ours", "prodigy", "dog")
+           "reference", "ours", "prodigy", "dog", "schedule-free")
 
 
 def _base(task, lr):
@@ -61,8 +76,12 @@ def _base(task, lr):
   return optax.adam(lr)
 
 
-def _run(task, make_tx, lr_of, steps, reward, seed):
-  """One training run under one scan: (score, per-step value, per-step lr)."""
+def _run(task, make_tx, lr_of, steps, reward, seed, eval_params=None):
+  """One training run under one scan: (score, per-step value, per-step lr).
+
+  ``eval_params(opt_state, params)``, if given, maps the final parameters to
+  the point that is scored (schedule-free's x sequence); default: as they are.
+  """
   k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
   params = task.init(k_init)
   tx = make_tx()
@@ -82,15 +101,18 @@ def _run(task, make_tx, lr_of, steps, reward, seed):
       out["regret"] = aux["regret"]
     return (params, opt_state, t + 1), out
 
-  (params, _, _), out = jax.lax.scan(body, (params, opt_state, 0), xs)
+  (params, opt_state, _), out = jax.lax.scan(body, (params, opt_state, 0), xs)
+  if eval_params is not None:
+    params = eval_params(opt_state, params)
   return task.score(params, out), out["value"], out["lr"]
 
 
 def _column(task, build, args, seeds, steps, reward=False):
   """A column's runs, batched: every (arg row, seed) pair under one vmap.
 
-  ``build(*arg_row)`` gives ``(make_tx, lr_of)``; arg rows are traced, so one
-  program serves the whole column. Returns ``(fn, inputs, shape)`` for
+  ``build(*arg_row)`` gives ``(make_tx, lr_of)`` or ``(make_tx, lr_of,
+  eval_params)`` (see :func:`_run`); arg rows are traced, so one program
+  serves the whole column. Returns ``(fn, inputs, shape)`` for
   :func:`_execute`.
   """
   args = np.asarray(args, np.float32)
@@ -99,8 +121,8 @@ def _column(task, build, args, seeds, steps, reward=False):
   s = np.tile(np.asarray(seeds, np.int32), n_args)
 
   def one(row, seed):
-    make_tx, lr_of = build(*[row[i] for i in range(args.shape[1])])
-    return _run(task, make_tx, lr_of, steps, reward, seed)
+    make_tx, lr_of, *rest = build(*[row[i] for i in range(args.shape[1])])
+    return _run(task, make_tx, lr_of, steps, reward, seed, *rest)
 
   return jax.vmap(one), (jnp.asarray(a), jnp.asarray(s)), (n_args, n_seeds)
 
@@ -181,6 +203,21 @@ def run_task(task, seeds, steps, ablation=False):
   columns["prodigy"] = _column(task, prodigy_build, [(0.0,)], seeds, steps)
   columns["dog"] = _column(task, dog_build, [(0.0,)], seeds, steps)
 
+  warmup = max(1, round(0.05 * steps))
+  def schedule_free_build(start):
+    lr = lr0 * start
+    def make():
+      if task.optimizer in ("adam", "adamw"):
+        return optax.contrib.schedule_free_adamw(
+            lr, warmup_steps=warmup,
+            weight_decay=1e-2 if task.optimizer == "adamw" else 0.0)
+      return optax.contrib.schedule_free_sgd(lr, warmup_steps=warmup, b1=0.9)
+    # max_lr: the warmup schedule's LR at this step (it never decreases).
+    return (make, lambda s, t: s.max_lr,
+            optax.contrib.schedule_free_eval_params)
+  columns["schedule-free"] = _column(
+      task, schedule_free_build, [(st,) for st in starts], seeds, steps)
+
   res = dict(zip(columns, _execute(list(columns.values()))))
   sc, val, lr = res.pop("grids")
   n = len(GRID)
@@ -243,6 +280,7 @@ def score_task(res):
       row[col] = _geomean(_ratios(res[col][0][j], best))
     for col in ("prodigy", "dog"):
       row[col] = _geomean(_ratios(res[col][0][0], best))
+    row["schedule-free"] = _geomean(_ratios(res["schedule-free"][0][j], best))
     for col in res:
       if col.startswith("ours -"):
         row[col] = _geomean(_ratios(res[col][0][j], best))
@@ -294,7 +332,7 @@ def goals(all_tables, per_col, med, worst):
   good = [t["good"]["ours"] for t, _, _, _ in all_tables.values()]
   bad = [t[s]["ours"] for t, _, _, _ in all_tables.values()
          for s in ("100x low", "10x high")]
-  peers = {c: med[c] for c in ("plateau", "prodigy", "dog")}
+  peers = {c: med[c] for c in ("plateau", "prodigy", "dog", "schedule-free")}
   out = [
       f"- good start within 1.1x of the best fixed LR: worst "
       f"{max(good):.2f} -> {ok(max(good) <= 1.1)}",
@@ -336,6 +374,8 @@ def plot(name, task, res, path, smooth=0.98):
       curves[col] = (res[col][1][j, 0], res[col][2][j, 0])
     for col in ("prodigy", "dog"):
       curves[col] = (res[col][1][0, 0], res[col][2][0, 0])
+    curves["schedule-free"] = (res["schedule-free"][1][j, 0],
+                               res["schedule-free"][2][j, 0])
     for col, (v, lr) in curves.items():
       kw = dict(lw=2.2, color="k") if col == "ours" else dict(lw=1, alpha=0.8)
       axes[0, j].plot(ema(v), label=col, **kw)

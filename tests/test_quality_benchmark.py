@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "quality.py"
 COLUMNS = ("fixed", "best fixed", "cosine", "plateau", "plateau~",
-           "reference", "ours", "prodigy", "dog")
+           "reference", "ours", "prodigy", "dog", "schedule-free")
 STARTS = ("good", "100x low", "10x high")
 
 
