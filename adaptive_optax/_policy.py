@@ -403,7 +403,8 @@ def _stable_step(hp, cfg, state, loss, reward):
   first = before.num_steps == 0
   g = c(hp.probe_growth)
   probing = state.probing & ("probe" in rules) & (not cfg.use_reward)
-  warm = jnp.where(first & probing, c(hp.start_scale) * g, state.warmup)
+  warm = jnp.where(first & probing, jnp.minimum(c(hp.start_scale) * g, 1),
+                   state.warmup)
   rate = jnp.where(first & probing, rate / g, rate)
   applied = applied * jnp.where(first, 1, state.warmup)
   state = state._replace(stored_rate=rate, warmup=warm.astype(dtype),

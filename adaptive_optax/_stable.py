@@ -131,15 +131,19 @@ RESPONSE = 0.5
 def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
   """The cautious start's factor of the applied rate, for the next step.
 
-  From ``start_scale * g`` at the second step up to 1 (where the applied
-  rate is the given one over ``g = probe_growth``, the probe's first rung)
-  by ``(1 / (start_scale * g)) ** (1 / W)`` per step that does not raise the
-  loss above its EMA: at least one window, longer while the loss rises. A
+  From ``min(start_scale * g, 1)`` at the second step up to 1 (where the
+  applied rate is the given one over ``g = probe_growth``, the probe's first
+  rung) by ``(1 / (start_scale * g)) ** (1 / W)`` per step that does not
+  raise the loss above its EMA: at least one window, longer while the loss
+  rises; none when ``start_scale >= 1 / g``. A
   spike or a non-finite loss stops it (the caller cuts the rate there by the
   spike's factor, or halves it); the probe then goes on from there.
   """
   g = c(hp.probe_growth)
-  per_step = jnp.power(1 / (c(hp.start_scale) * g), 1 / c(cfg.var_window))
+  # Never below 1: a factor that shrank on calm steps would take the rate
+  # to zero on a trendless loss.
+  per_step = jnp.maximum(
+      jnp.power(1 / (c(hp.start_scale) * g), 1 / c(cfg.var_window)), 1)
   warming = factor < 1
   stopped = warming & (is_spike | nonfinite)
   calm = ~before.has_loss_ema | (loss <= before.loss_ema)

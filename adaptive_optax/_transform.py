@@ -195,8 +195,9 @@ def adaptive_scale(
       least this fraction of the steps taken so far.
     start_scale: stable mode: the first update uses the given scale (or LR);
       from the second, the applied value restarts at ``start_scale`` times
-      it and warms up to half of it within a window; the probe goes on from
-      there (and beyond, while the loss allows).
+      it and warms up to ``1 / probe_growth`` of it within a window (no
+      warm-up when ``start_scale >= 1 / probe_growth``); the probe goes on
+      from there (and beyond, while the loss allows).
     total_steps: stable mode: the run's length, when known (0: unknown). The
       applied scale then decays as ``1 - sqrt(x)`` over the last
       ``decay_fraction`` of the run, as warmup-stable-decay schedules do.

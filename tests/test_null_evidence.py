@@ -71,6 +71,25 @@ def test_trendless_streams_keep_the_scale_within_bounds(use_cosine):
   assert not bad, bad
 
 
+def test_no_start_scale_drifts_a_trendless_loss():
+  # The warm-up's factor grows to 1 on calm steps; at start_scale >= 1 /
+  # probe_growth there is none. It once shrank there instead (by the same
+  # per-step factor, below 1), to ~5e-4 within 400 steps of pure noise.
+  streams = ("gauss:0.05", "sine:300", "sawtooth:12")
+  starts = jnp.asarray([0.01, 0.1, 0.5, 0.75, 1.0])
+  losses = jnp.asarray(np.stack([_stream(s) for s in streams]), jnp.float32)
+  run = jax.vmap(jax.vmap(lambda l, u: ao.simulate(l, start_scale=u)["scale"],
+                          (None, 0)), (0, None))
+  scales = np.asarray(jax.jit(run)(losses, starts))
+  lo, hi = scales.min(axis=2), scales.max(axis=2)
+  final = scales[:, :, -2000:].mean(axis=2)
+  bad = [(s, float(u), float(lo[i, j]), float(hi[i, j]), float(final[i, j]))
+         for i, s in enumerate(streams) for j, u in enumerate(starts)
+         if not (lo[i, j] >= 1e-3 and hi[i, j] <= 10
+                 and 0.04 <= final[i, j] <= 2.0)]
+  assert not bad, bad
+
+
 def test_trendless_streams_end_near_the_given_rate():
   # Tighter than the bounds: no net drift. Declines come from patience
   # drops on trial (undone when the loss did not fall after them) and from
