@@ -268,26 +268,42 @@ def runaway(hp, state, ev: Evidence, rate, c, guards_off=False):
 def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   """The reward's trend at each window: up by ``reward_up``, down by
   ``max(reward_down, 1 / reward_up)``, when the reward EMA moved beyond two
-  standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``).
+  standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``);
+  every move on trial: undone once the reward EMA is back on the other side
+  of the level it was made from (``rate /= pending``).
 
-  Null evidence: 2.3% per window and side on an i.i.d. reward; a reward
-  that repeats (a rollout's return over its minibatches) alarms more often,
-  but in both directions, and the symmetric steps make that a random walk
-  in log-rate without drift. The loss then only guards (:func:`runaway`,
-  :func:`spike`): it is no measure of progress in RL.
+  Null evidence: 2.3% per window and side on an i.i.d. reward, but a reward
+  that repeats (a rollout's return over its minibatches) or is skewed (a
+  return at its cap with occasional failed episodes: a sharp dip, then a
+  recovery over several windows) alarms often, and not evenly in the two
+  directions: a drift. On trial, a move lasts only while the reward stays
+  where it moved to, so a stationary reward, however shaped, returns the
+  rate to its level whenever it crosses back. The loss then only guards
+  (:func:`runaway`, :func:`spike`): it is no measure of progress in RL.
   """
   rbeta = c(hp.reward_beta)
   ema_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)
   known = ev.decide & state.has_reward_ema & state.has_prev_reward
   diff = state.reward_ema - state.prev_reward
+  pending = state.reward_pending
+  on_trial = jnp.abs(jnp.log(pending)) > 1e-6
   better = known & _beyond(diff, _Z, 2 * ema_var)
   worse = known & _beyond(-diff, _Z, 2 * ema_var)
-  # Down by no more than up: rewards are autocorrelated (a rollout's return
-  # repeats over its minibatches), so false alarms come in both directions,
-  # and only symmetric steps cancel.
+  # The trend the moves on trial followed has ended: the reward moved the
+  # other way, or is back where it was.
+  back = known & on_trial & jnp.where(
+      pending < 1, better | (state.reward_ema >= state.reward_ref),
+      worse | (state.reward_ema <= state.reward_ref))
+  # Down by no more than up, so that a move and its opposite cancel.
   down = jnp.maximum(c(hp.reward_down), 1 / c(hp.reward_up))
-  rate = jnp.where(better, rate * c(hp.reward_up),
-                   jnp.where(worse, rate * down, rate))
+  move = jnp.where(better, c(hp.reward_up), jnp.where(worse, down, 1))
+  # Crossing back undoes the moves on trial; this window's own move then
+  # starts a new trial.
+  undo = jnp.where(back, 1 / pending, 1)
+  rate = rate * undo * move
+  fresh = back | ~on_trial
+  pending = jnp.where(back, 1, pending) * move
+  pending = jnp.where(jnp.abs(jnp.log(pending)) <= 1e-6, 1, pending)
   if has_momentum:
     momentum = jnp.where(
         better, jnp.minimum(c(hp.momentum_max), momentum + c(hp.momentum_up)),
@@ -297,7 +313,10 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   snap = ev.decide & state.has_reward_ema
   state = state._replace(
       prev_reward=jnp.where(snap, state.reward_ema, state.prev_reward),
-      has_prev_reward=state.has_prev_reward | snap)
+      has_prev_reward=state.has_prev_reward | snap,
+      reward_pending=pending,
+      reward_ref=jnp.where(fresh & (better | worse), state.prev_reward,
+                           state.reward_ref))
   return state, rate, momentum
 
 

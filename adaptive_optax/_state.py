@@ -59,6 +59,11 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("reward_ema", FLOAT, 0.0, "EMA of finite rewards."),
     ("prev_reward", FLOAT, 0.0, "reward EMA at the last reward decision."),
     ("reward_sq_dev", FLOAT, 0.0, "EMA of squared reward deviations."),
+    ("reward_pending", FLOAT, 1.0, "stable: product of the reward rule's "
+     "moves on trial (1: none), undone when the reward crosses back over "
+     "reward_ref."),
+    ("reward_ref", FLOAT, 0.0, "stable: reward EMA before the first move on "
+     "trial."),
     ("prev_window_mean", FLOAT, 0.0, "mean of the last decided window."),
     ("prev_window_var", FLOAT, 0.0, "variance of the last decided window."),
     ("window_noise_var", FLOAT, 0.0, "window_noise of loss_window as the last "

@@ -186,3 +186,44 @@ def test_rosenbrock_stays_finite_and_converges(opt):
   assert np.all(np.isfinite(losses))
   assert losses.max() <= 10 * losses[0], losses.max()
   assert losses[-1] <= 1e-2 * losses[0], losses[-1]
+
+
+def _reward_stream(kind, n=20_000, per_rollout=16, seed=0):
+  """Rewards as PPO feeds them: a rollout's mean return, repeated over its
+  minibatch updates. Stationary, except "falling" and "rising"."""
+  rng = np.random.default_rng(seed)
+  k = n // per_rollout
+  failed = rng.random(k) < 0.3  # rollouts with a failed episode
+  r = {
+      # At the cap, failed episodes pull the mean down: sharp dips, then a
+      # recovery over several windows (and the mirror image at a floor).
+      "capped": 500 - rng.exponential(40, k) * failed,
+      "floored": -500 + rng.exponential(40, k) * failed,
+      "gauss": 100 + 10 * rng.normal(size=k),
+      "student": 100 + 10 * rng.standard_t(2, size=k),
+      # Trends that dominate their noise from window to window.
+      "falling": np.linspace(500, 20, k) + 0.1 * rng.normal(size=k),
+      "rising": np.linspace(20, 500, k) + 0.1 * rng.normal(size=k),
+  }[kind]
+  return np.repeat(r, per_rollout)
+
+
+@pytest.mark.parametrize("preset", [None, "rl"])
+def test_a_stationary_reward_does_not_drift_the_rate(preset):
+  # The reward rule's moves last while the reward keeps moving their way:
+  # without that, a skewed reward (sharp dips, slow recoveries) drifted the
+  # scale to 34-342 (capped) or 0.005-0.04 (floored) in 20,000 steps.
+  kinds = ("capped", "floored", "gauss", "student", "falling", "rising")
+  kw = {"preset": preset} if preset else {"use_reward": True}
+  rewards = jnp.asarray(np.stack([_reward_stream(k) for k in kinds]),
+                        jnp.float32)
+  loss = jnp.asarray(_stream("gauss:0.1", n=rewards.shape[1]), jnp.float32)
+  run = jax.jit(jax.vmap(lambda r: ao.simulate(loss, r, **kw)["scale"]))
+  scales = dict(zip(kinds, np.asarray(run(rewards))))
+  bad = [(k, float(s.min()), float(s.max()), float(s[-1]))
+         for k, s in scales.items() if k not in ("falling", "rising")
+         and not (s.min() >= 0.1 and s.max() <= 10 and 0.5 <= s[-1] <= 2)]
+  assert not bad, bad
+  # A trend still moves it.
+  assert scales["falling"][-1] < 0.5, scales["falling"][-1]
+  assert scales["rising"][-1] > 1.3, scales["rising"][-1]
