@@ -357,7 +357,7 @@ def _stable_step(hp, cfg, state, loss, reward):
   ev = _stable.evidence(hp, cfg, state, has_loss, mean, var, c)
 
   end_probe = jnp.zeros((), bool)
-  if "probe" in rules and not cfg.use_reward:
+  if "probe" in rules and not cfg.use_reward and "warmup" in rules:
     warm, stopped = _stable.warmup(hp, cfg, state.warmup, loss, before,
                                    is_spike, nonfinite, c)
     # The warm-up stops there, cut by the spike (a non-finite loss: halved);
@@ -366,6 +366,7 @@ def _stable_step(hp, cfg, state, loss, reward):
     cut = jnp.where(nonfinite, c(hp.big_drop), step_factor)
     rate = jnp.where(stopped, rate * state.warmup * cut, rate)
     state = state._replace(warmup=warm)
+  if "probe" in rules and not cfg.use_reward:
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
                                            is_spike, c)
   if "runaway" in rules:
@@ -402,10 +403,11 @@ def _stable_step(hp, cfg, state, loss, reward):
   # at start_scale and reaches 1 after one window.
   first = before.num_steps == 0
   g = c(hp.probe_growth)
-  probing = state.probing & ("probe" in rules) & (not cfg.use_reward)
-  warm = jnp.where(first & probing, jnp.minimum(c(hp.start_scale) * g, 1),
+  warming = (state.probing & ("probe" in rules) & ("warmup" in rules)
+             & (not cfg.use_reward))
+  warm = jnp.where(first & warming, jnp.minimum(c(hp.start_scale) * g, 1),
                    state.warmup)
-  rate = jnp.where(first & probing, rate / g, rate)
+  rate = jnp.where(first & warming, rate / g, rate)
   applied = applied * jnp.where(first, 1, state.warmup)
   state = state._replace(stored_rate=rate, warmup=warm.astype(dtype),
                          num_steps=_sat_inc(state.num_steps))

@@ -33,7 +33,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-RULES = ("probe", "runaway", "spike", "reward", "patience", "damping")
+RULES = ("warmup", "probe", "runaway", "spike", "reward", "patience",
+         "damping")
 # Significant: beyond two standard errors (a one-sided false-alarm rate of
 # 2.3% per decision on Gaussian window means).
 _Z = 2.0

@@ -166,8 +166,8 @@ class Config(NamedTuple):
   use_reward: bool = False
   use_cosine: bool = False
   has_momentum: bool = False
-  rules: tuple[str, ...] = ("probe", "runaway", "spike", "reward", "patience",
-                            "damping")  # stable mode: the rules that run
+  rules: tuple[str, ...] = ("warmup", "probe", "runaway", "spike", "reward",
+                            "patience", "damping")  # stable: rules that run
   layout: str = LAYOUT
 
   def as_dict(self) -> dict[str, Any]:

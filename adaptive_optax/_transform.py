@@ -203,8 +203,9 @@ def adaptive_scale(
       ``decay_fraction`` of the run, as warmup-stable-decay schedules do.
     decay_fraction: stable mode: see ``total_steps``.
     rules: stable mode: the rules that run, a subset of
-      ``("probe", "runaway", "spike", "reward", "patience", "damping")``
-      (static; default all). For ablations: each rule is one function of
+      ``("warmup", "probe", "runaway", "spike", "reward", "patience",
+      "damping")`` (static; default all; the warm-up needs the probe, and
+      without it the probe starts at the given rate). For ablations: each rule is one function of
       ``adaptive_optax._stable``.
     axis_name: when set, the loss and reward are ``pmean``-ed over this axis
       so replicas stay identical.
