@@ -60,18 +60,21 @@ class Evidence(NamedTuple):
   worse: jax.Array  # bool: known and -gain beyond the noise band.
 
 
-def explosion(hp, state, is_spike, has_loss, rate, c, guards_off=False):
+def explosion(hp, state, is_spike, has_loss, rate, c):
   """Three spikes in a row halve the rate (``big_drop``), and every further
   one again: a divergence under momentum explodes within a window, faster
-  than any window rule can see.
+  than any window rule can see. With a reward the caller passes non-finite
+  losses only: consecutive policy-gradient losses share a rollout, so one
+  hard rollout is a run of spikes.
 
   Null evidence: a spike has probability 3e-5 per step under Gaussian noise
   (about 1% under lognormal noise of sigma 1), so three in a row about
-  1e-6 per step.
+  1e-6 per step -- for independent losses; losses that share data spike
+  together, which is why a reward's run counts only non-finite ones.
   """
   run = jnp.where(is_spike, state.spikes + 1,
                   jnp.where(has_loss, 0, state.spikes)).astype(jnp.int32)
-  fire = (run >= 3) & ~guards_off
+  fire = run >= 3
   return state._replace(spikes=jnp.minimum(run, 3)), jnp.where(
       fire, rate * c(hp.big_drop), rate)
 

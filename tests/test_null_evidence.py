@@ -227,3 +227,30 @@ def test_a_stationary_reward_does_not_drift_the_rate(preset):
   # A trend still moves it.
   assert scales["falling"][-1] < 0.5, scales["falling"][-1]
   assert scales["rising"][-1] > 1.3, scales["rising"][-1]
+
+
+@pytest.mark.parametrize("preset", [None, "rl"])
+def test_a_hard_rollout_does_not_cut_a_reward_driven_rate(preset):
+  # PPO: a rollout with a failed episode lowers the mean return and raises
+  # the loss for all 16 of its minibatch updates: a run of 16 spikes while
+  # the reward falls. Three spikes in a row cut the rate (explosion), each
+  # further one again: ~14 halvings per hard rollout, a collapse to
+  # min_scale. With a reward only non-finite losses count.
+  n, k = 20_000, 16
+  rng = np.random.default_rng(0)
+  hard = rng.random(n // k) < 0.1
+  rewards = np.repeat(np.where(hard, 300.0, 500.0), k)
+  losses = np.repeat(np.where(hard, 5.0, 1.0), k) * (1 + 0.05 * rng.normal(size=n))
+  kw = {"preset": preset} if preset else {"use_reward": True}
+  out = ao.simulate(jnp.asarray(losses, jnp.float32),
+                    jnp.asarray(rewards, jnp.float32), **kw)
+  stored, applied = np.asarray(out["stored_scale"]), np.asarray(out["scale"])
+  # The runaway rule may halve it once or twice (window means vary 5x: at
+  # most log2(5) cuts); the spike damps the hard steps (at most 10x).
+  assert stored.min() >= 0.2 and stored.max() <= 5, (stored.min(), stored.max())
+  assert applied.min() >= 0.02, applied.min()
+  # A non-finite loss still counts: a run of them cuts.
+  losses[5000:5003] = np.nan
+  s = np.asarray(ao.simulate(jnp.asarray(losses, jnp.float32),
+                             jnp.asarray(rewards, jnp.float32), **kw)["scale"])
+  assert s[5004] < 0.75 * s[4990], (s[4990], s[5004])
