@@ -231,12 +231,14 @@ def test_metrics_read_stacked_states():
     return jax.lax.scan(body, tx.init(PARAMS), jnp.arange(5))[0]
 
   scales = jnp.array([1.0, 2.0, 3.0])
-  stacked = jax.jit(jax.vmap(run))(scales)
+  # One program (one compilation): the runs vmapped, and each run on its own,
+  # unbatched, one after another (lax.map).
+  stacked, each = jax.jit(lambda s: (jax.vmap(run)(s), jax.lax.map(run, s)))(
+      scales)
   m = ao.metrics(stacked)
   assert m["loss_variance"].shape == (3,) and m["momentum"].shape == (3,)
-  run = jax.jit(run)
-  for i, s in enumerate(scales):
-    one = ao.metrics(run(s))
+  for i in range(len(scales)):
+    one = ao.metrics(jax.tree.map(lambda x, i=i: x[i], each))
     for k, v in one.items():
       np.testing.assert_allclose(m[k][i], v, rtol=1e-6, err_msg=k)
 

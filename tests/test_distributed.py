@@ -3,7 +3,8 @@
 tests/multihost/data_parallel.py runs in each process; the processes feed
 different halves of each batch and must end with the parameters and
 controller state of the single-process run, which a third process computes
-at the same time (from the same sources).
+at the same time (from the same sources). The batches are generated once,
+here, and read by the three processes.
 """
 
 import os
@@ -15,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests.multihost import data_parallel  # only its constants are used here
+from tests.multihost import data_parallel  # its constants and batches
 
 pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
 
@@ -37,9 +38,11 @@ def results(tmp_path_factory):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   port = _free_port()
-  commands = [[str(port), str(NUM_PROCESSES), str(i), str(out / f"{i}.npz")]
-              for i in range(NUM_PROCESSES)]
-  commands.append(["reference", str(out / "reference.npz")])
+  batches = out / "batches.npz"
+  data_parallel.save_batches(batches)
+  commands = [[str(port), str(NUM_PROCESSES), str(i), str(out / f"{i}.npz"),
+               str(batches)] for i in range(NUM_PROCESSES)]
+  commands.append(["reference", str(out / "reference.npz"), str(batches)])
   procs = [subprocess.Popen(
       [sys.executable, str(SCRIPT), *args], env=env, cwd=ROOT,
       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -113,10 +113,13 @@ def _applied_lr_run(keras, AdaptiveScheduler):
 
 def script(out_path):
   import tempfile  # pylint: disable=g-import-not-at-top
-  import keras  # pylint: disable=g-import-not-at-top
+  # First, while nothing has imported keras: importing our module must not.
   from adaptive_optax import keras as ao_keras  # pylint: disable=g-import-not-at-top
+  module_imported_keras = "keras" in sys.modules
+  import keras  # pylint: disable=g-import-not-at-top
   AdaptiveScheduler = ao_keras.AdaptiveScheduler
-  result = {"backend": keras.backend.backend()}
+  result = {"backend": keras.backend.backend(),
+            "module_imported_keras": module_imported_keras}
   for name, config in CONFIGS.items():
     result[name] = _known_loss_run(keras, AdaptiveScheduler, config)
   with tempfile.TemporaryDirectory() as tmp:
@@ -218,7 +221,16 @@ def test_rate_reaches_the_optimizer_every_batch(record):
   assert np.ptp(applied) > 0.01 * LR0  # the rate moved, so this can fail
 
 
-def test_importing_the_module_does_not_import_keras():
+def test_importing_the_module_does_not_import_keras(request):
+  if importlib.util.find_spec("keras") is not None:
+    # Checked first thing in each backend's process (the records), before
+    # it imports keras: no process of its own to start.
+    out, results = request.getfixturevalue("records")
+    for backend, (rc, err) in results.items():
+      assert rc == 0, err[-4000:]
+      result = json.loads((out / f"{backend}.json").read_text())
+      assert result["module_imported_keras"] is False, backend
+    return
   code = ("import sys, adaptive_optax.keras; "
           "assert 'keras' not in sys.modules")
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True,

@@ -4,6 +4,8 @@ The devices are fake CPU devices
 (``XLA_FLAGS=--xla_force_host_platform_device_count=8``), which must be set
 before JAX starts, so tests/multihost/fake_devices.py runs once in a
 subprocess and reports measured differences; each test reads one of them.
+Its inputs (the toy data, initial parameters, batch order) are generated
+here and handed to it in a file.
 """
 
 import json
@@ -14,6 +16,8 @@ import sys
 
 import pytest
 
+from tests.multihost import fake_devices
+
 pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -22,11 +26,14 @@ TIMEOUT_S = 300
 
 
 @pytest.fixture(scope="module")
-def report():
+def report(tmp_path_factory):
+  inputs = tmp_path_factory.mktemp("fake_devices") / "inputs.npz"
+  fake_devices.save_inputs(inputs)
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
          "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-  proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, cwd=ROOT,
-                        capture_output=True, text=True, timeout=TIMEOUT_S)
+  proc = subprocess.run([sys.executable, str(SCRIPT), f"--inputs={inputs}"],
+                        env=env, cwd=ROOT, capture_output=True, text=True,
+                        timeout=TIMEOUT_S)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 

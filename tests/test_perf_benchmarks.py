@@ -1,10 +1,13 @@
 """The benchmark scripts run end to end and write their tables.
 
 Benchmarks are scripts, never timed tests: here each one runs at tiny sizes
-in a subprocess, and the table it writes is checked for its rows and for
-figures that are positive numbers. No timing is asserted.
+as ``__main__`` (runpy), all of them one after another in ONE subprocess (one
+Python, JAX and torch start-up for the four), and the table each writes is
+checked for its rows and for figures that are positive numbers. No timing is
+asserted.
 """
 
+import json
 import math
 import os
 import re
@@ -48,18 +51,65 @@ def number(cell: str) -> float:
   return float(match.group(0).replace(",", "")) if match else math.nan
 
 
-@pytest.mark.slow  # a subprocess per script: CI runs it; -m 'not slow' skips it
-@pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_script_writes_its_table(script, tmp_path):
-  args, column, n_rows = SCRIPTS[script]
-  out = tmp_path / f"{script}.md"
+# Runs each script (argv[2]: JSON {script: args}) as `python SCRIPT ARGS`
+# would: as __main__, with its own sys.argv, stdout and stderr, its folder
+# first on sys.path (and not the current one, which `python -c` puts there),
+# and the sys.path entries and the repository's modules that an earlier
+# script added taken away again. One failing does not stop the others. Prints
+# JSON {script: {rc, stdout, stderr}}.
+_DRIVER = """
+import contextlib, io, json, os, runpy, sys, traceback
+bench, runs = sys.argv[1], json.loads(sys.argv[2])
+root = os.path.dirname(bench)
+report = {}
+for name, args in runs.items():
+  path = os.path.join(bench, name + ".py")
+  saved_path, saved_modules = sys.path[:], set(sys.modules)
+  sys.path[0] = bench
+  sys.argv = [path, *args]
+  out, err, rc = io.StringIO(), io.StringIO(), 0
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+      rc = e.code if isinstance(e.code, int) else int(e.code is not None)
+    except BaseException:  # pylint: disable=broad-except
+      traceback.print_exc()
+      rc = 1
+  report[name] = dict(rc=rc, stdout=out.getvalue(), stderr=err.getvalue())
+  sys.path[:] = saved_path
+  for module in set(sys.modules) - saved_modules:
+    source = getattr(sys.modules[module], "__file__", None) or ""
+    if source.startswith((bench + os.sep, os.path.join(root, "tests") + os.sep)):
+      del sys.modules[module]
+sys.__stdout__.write(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def script_runs(tmp_path_factory):
+  """{script: (return code, stdout, stderr, the table file)}, all in one process."""
+  tmp = tmp_path_factory.mktemp("benchmarks")
+  runs = {name: [*SCRIPTS[name][0], "--out", str(tmp / f"{name}.md")]
+          for name in sorted(SCRIPTS)}
   proc = subprocess.run(
-      [sys.executable, os.path.join(BENCH, f"{script}.py"), *args,
-       "--out", str(out)],
-      cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+      [sys.executable, "-c", _DRIVER, BENCH, json.dumps(runs)],
+      cwd=ROOT, capture_output=True, text=True, timeout=120 * len(runs),
+      check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
+  report = json.loads(proc.stdout)
+  return {name: (r["rc"], r["stdout"], r["stderr"], tmp / f"{name}.md")
+          for name, r in report.items()}
+
+
+@pytest.mark.slow  # the scripts in a subprocess: CI runs it; -m 'not slow' skips it
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_script_writes_its_table(script, script_runs):
+  _, column, n_rows = SCRIPTS[script]
+  returncode, stdout, stderr, out = script_runs[script]
+  assert returncode == 0, stderr[-3000:]
   text = out.read_text()
-  assert text in proc.stdout  # printed as written
+  assert text in stdout  # printed as written
   header, rows = first_table(text)
   assert column in header
   assert len(rows) == n_rows

@@ -43,11 +43,12 @@ def torch_trajectory(config, losses, rewards, lr=0.05, momentum=0.9):
   return np.array(out)
 
 
-def jax_trajectory(config, losses, rewards, lr=0.05, momentum=0.9):
+def _controller(config, lr=0.05, momentum=0.9):
+  """(initial state, scan body): each step feeds a loss (and a reward) and
+  emits the learning rate and momentum. Call under x64."""
   tx = ao.adaptive_hyperparams(optax.sgd, learning_rate=lr, momentum=momentum,
                                mode="reference", **config)
   params = jnp.zeros(1, jnp.float64)
-  state = tx.init(params)
   use_reward = config.get("use_reward", False)
 
   def body(state, xs):
@@ -57,21 +58,61 @@ def jax_trajectory(config, losses, rewards, lr=0.05, momentum=0.9):
     m = ao.metrics(state)
     return state, jnp.stack([m["learning_rate"], m["momentum"]])
 
+  return tx.init(params), body
+
+
+def jax_trajectory(config, losses, rewards, lr=0.05, momentum=0.9):
+  state, body = _controller(config, lr, momentum)
   rs = rewards if rewards is not None else np.zeros_like(losses)
-  _, out = jax.jit(lambda s: jax.lax.scan(body, s, (losses, rs)))(state)
+  # The streams are arguments, not constants: one compiled program per
+  # configuration serves every stream of its length.
+  _, out = jax.jit(lambda s, l, r: jax.lax.scan(body, s, (l, r)))(state, losses, rs)
   return np.asarray(out)
+
+
+PARITY_N = 1500
+
+
+def _parity_streams(name):
+  """The test's loss streams (one per kind) and rewards (None without use_reward)."""
+  losses = {kind: _streams.loss_stream(kind, PARITY_N, seed=hash(name) % 1000)
+            for kind in _streams.KINDS}
+  use_reward = SEED_CONFIGS[name].get("use_reward")
+  return losses, _streams.reward_stream(PARITY_N) if use_reward else None
+
+
+@pytest.fixture(scope="module")
+def jax_trajectories():
+  """(name, kind) -> jax_trajectory(SEED_CONFIGS[name], ...) for every case
+  of the test below, computed in ONE jitted program: per configuration, its
+  streams go one after another (lax.map) from the same initial state. The
+  configurations share most of their kernels: one compilation for all."""
+  with jax.enable_x64(True):
+    states, bodies, streams = {}, {}, {}
+    for name, config in SEED_CONFIGS.items():
+      states[name], bodies[name] = _controller(config)
+      losses, rewards = _parity_streams(name)
+      rs = rewards if rewards is not None else np.zeros(PARITY_N)
+      streams[name] = (np.stack([losses[k] for k in _streams.KINDS]),
+                       np.stack([rs] * len(_streams.KINDS)))
+
+    def run_all(states, streams):
+      return {name: jax.lax.map(
+          lambda xs, name=name: jax.lax.scan(bodies[name], states[name], xs)[1],
+          streams[name]) for name in SEED_CONFIGS}
+
+    out = jax.device_get(jax.jit(run_all)(states, streams))
+  return {(name, kind): out[name][i] for name in SEED_CONFIGS
+          for i, kind in enumerate(_streams.KINDS)}
 
 
 @pytest.mark.parametrize("kind", _streams.KINDS)
 @pytest.mark.parametrize("name", sorted(SEED_CONFIGS))
-def test_lr_and_momentum_match_seed_every_step(name, kind):
+def test_lr_and_momentum_match_seed_every_step(jax_trajectories, name, kind):
   config = SEED_CONFIGS[name]
-  n = 1500
-  losses = _streams.loss_stream(kind, n, seed=hash(name) % 1000)
-  rewards = _streams.reward_stream(n) if config.get("use_reward") else None
-  with jax.enable_x64(True):
-    got = jax_trajectory(config, losses, rewards)
-  want = torch_trajectory(config, losses, rewards)
+  losses, rewards = _parity_streams(name)
+  got = jax_trajectories[(name, kind)]
+  want = torch_trajectory(config, losses[kind], rewards)
   np.testing.assert_allclose(got, want, rtol=1e-9, atol=0)
 
 

@@ -5,24 +5,40 @@ is built from: GAE against a plain loop, the tail score, the reward and
 learning rate that reach the optimizer, and the goal arithmetic.
 """
 
+import importlib
+import importlib.util
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
-pytest.importorskip("gymnax")
-
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp
-import optax
+if importlib.util.find_spec("gymnax") is None:
+  pytest.skip("could not import 'gymnax'", allow_module_level=True)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-import _rl_tasks as rl_tasks  # pylint: disable=g-import-not-at-top
-import rl  # pylint: disable=g-import-not-at-top
 
-TINY = rl_tasks.PPOConfig(total_timesteps=3 * 4 * 32, num_steps=32,
-                          update_epochs=1, num_minibatches=2, hidden=8)
+
+# The benchmark's modules are imported when a test of this file first runs,
+# not at collection: gymnax takes seconds to import, and under `pytest -n 2`
+# every worker collects every file (this one runs on one of them).
+@pytest.fixture(scope="module")
+def rl_tasks():
+  return importlib.import_module("_rl_tasks")
+
+
+@pytest.fixture(scope="module")
+def rl():
+  return importlib.import_module("rl")
+
+
+@pytest.fixture(scope="module")
+def tiny(rl_tasks):  # pylint: disable=redefined-outer-name
+  return rl_tasks.PPOConfig(total_timesteps=3 * 4 * 32, num_steps=32,
+                            update_epochs=1, num_minibatches=2, hidden=8)
 
 
 def _gae_loop(r, v, v_next, term, done, gamma, lam):
@@ -36,7 +52,7 @@ def _gae_loop(r, v, v_next, term, done, gamma, lam):
   return adv
 
 
-def test_gae_matches_a_loop_with_terminal_and_truncated_steps():
+def test_gae_matches_a_loop_with_terminal_and_truncated_steps(rl_tasks):
   rng = np.random.default_rng(0)
   t, n = 9, 3
   r, v, v_next = (rng.normal(size=(t, n)).astype(np.float32) for _ in range(3))
@@ -56,7 +72,7 @@ def test_gae_matches_a_loop_with_terminal_and_truncated_steps():
                              rtol=1e-6)
 
 
-def test_final_return_averages_episodes_of_the_tail_only():
+def test_final_return_averages_episodes_of_the_tail_only(rl_tasks):
   sums = np.array([[100.0, 0.0, 30.0, 50.0] * 5])  # 20 updates
   counts = np.array([[1.0, 0.0, 1.0, 2.0] * 5])
   # The last 10% is the last 2 updates: 30 + 50 over 3 episodes.
@@ -82,15 +98,15 @@ def _probe(learning_rate):
   return optax.GradientTransformationExtraArgs(init, update)
 
 
-def test_optimizer_gets_latest_rollout_reward_and_traced_rate():
+def test_optimizer_gets_latest_rollout_reward_and_traced_rate(rl, tiny):
   # lr_of reports the recorded reward times the traced rate, so res["lr"]
   # (in base_lr units) is factor * the reward the optimizer saw at the
   # update's last gradient step: both must reach the optimizer.
   factors = np.array([1.0, 0.5])
   res = rl.run_rl("CartPole-v1", _probe, seeds=[0, 1], lr_factors=factors,
-                  reward=True, config=TINY, lr_of=lambda s, lr: s[1] * s[3])
+                  reward=True, config=tiny, lr_of=lambda s, lr: s[1] * s[3])
   assert res["score"].shape == (2, 2)
-  assert res["returns"].shape == (2, 2, TINY.num_updates)
+  assert res["returns"].shape == (2, 2, tiny.num_updates)
   want = res["returns"] * factors[:, None, None]
   np.testing.assert_allclose(res["lr"], want, rtol=1e-5, equal_nan=True)
   assert np.isfinite(res["returns"]).any()  # CartPole episodes do end
@@ -98,18 +114,18 @@ def test_optimizer_gets_latest_rollout_reward_and_traced_rate():
 
 
 @pytest.mark.parametrize("bad", [[], [1.0, -1.0], [[1.0]]])
-def test_run_rl_rejects_bad_lr_factors(bad):
+def test_run_rl_rejects_bad_lr_factors(rl, tiny, bad):
   with pytest.raises(ValueError, match="lr_factors"):
     rl.run_rl("CartPole-v1", optax.adam, seeds=[0], lr_factors=bad,
-              config=TINY)
+              config=tiny)
 
 
-def test_unknown_env_is_named():
+def test_unknown_env_is_named(rl_tasks):
   with pytest.raises(ValueError, match="env_name"):
     rl_tasks.default_config("Pong-v0")
 
 
-def _scores(adam, ours_good, ours_low, loss_only):
+def _scores(rl, adam, ours_good, ours_low, loss_only):
   cols = {"adam": {"good": np.array([adam])}}
   for c in rl.REWARD_COLUMNS:
     cols[c] = {"good": np.array([ours_good]), "100x low": np.array([ours_low])}
@@ -125,8 +141,8 @@ def _scores(adam, ours_good, ours_low, loss_only):
     (-80.0, -500.0, -87.0, -289.0, -99.0, (True, True, True)),
     (-80.0, -500.0, -89.0, -291.0, -101.0, (False, False, False)),
 ])
-def test_goals_thresholds(adam, rand, good, low, loss, want):
-  rows = rl.goals(_scores(adam, good, low, loss), {"E": np.array([rand])})
+def test_goals_thresholds(rl, adam, rand, good, low, loss, want):
+  rows = rl.goals(_scores(rl, adam, good, low, loss), {"E": np.array([rand])})
   by_goal = {}
   for _, goal, ok, _ in rows:
     kind = ("10%" if "10%" in goal else "half" if "half" in goal else "25%")

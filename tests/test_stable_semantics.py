@@ -13,14 +13,49 @@ from tests import _streams
 NO_PATIENCE = dict(patience=10**9)
 
 
-def sim(losses, **kw):
-  return jax.jit(lambda l: ao.simulate(l, **kw))(jnp.asarray(losses, jnp.float32))
+# Every ao.simulate run of the tests below, registered next to its test
+# (name -> (losses, options)) and run by the `sims` fixture in ONE jitted
+# program: the runs share most of their kernels, so compiling them together
+# costs about half of compiling each on its own.
+RUNS = {}
 
 
-def test_cosine_overlay_is_not_written_back():
-  losses = _streams.loss_stream("trend", 600)
-  on = sim(losses, use_cosine=True, T0=50, T_mult=1)
-  off = sim(losses, use_cosine=False)
+def _sim(name, losses, **kw):
+  RUNS[name] = (np.asarray(losses), kw)
+
+
+@pytest.fixture(scope="module")
+def sims():
+  """name -> ao.simulate's output for RUNS[name] (float32 losses).
+
+  Runs with the same options and length go through one ao.simulate under
+  lax.map (one stream after another, each its own run), so the program holds
+  one copy of each configuration.
+  """
+  groups = {}  # (options, length) -> names
+  for name, (losses, kw) in RUNS.items():
+    groups.setdefault((tuple(sorted(kw.items())), len(losses)), []).append(name)
+
+  def run_all(streams):
+    out = {}
+    for (kw, _), names in groups.items():
+      each = jax.lax.map(lambda l, kw=kw: ao.simulate(l, **dict(kw)),
+                         jnp.stack([streams[n] for n in names]))
+      out.update({n: jax.tree.map(lambda x, i=i: x[i], each)
+                  for i, n in enumerate(names)})
+    return out
+
+  streams = {name: jnp.asarray(l, jnp.float32) for name, (l, _) in RUNS.items()}
+  return jax.device_get(jax.jit(run_all)(streams))
+
+
+_sim("cosine_on", _streams.loss_stream("trend", 600), use_cosine=True, T0=50,
+     T_mult=1)
+_sim("cosine_off", _streams.loss_stream("trend", 600), use_cosine=False)
+
+
+def test_cosine_overlay_is_not_written_back(sims):
+  on, off = sims["cosine_on"], sims["cosine_off"]
   np.testing.assert_allclose(on["stored_scale"], off["stored_scale"], rtol=1e-6)
   # A restart returns to the adapted scale: the overlay's factor is 1 there.
   # The step after a timer reset applies the overlay at phase 0.
@@ -32,71 +67,120 @@ def test_cosine_overlay_is_not_written_back():
   assert np.all(np.asarray(on["scale"]) <= np.asarray(off["scale"]) * (1 + 1e-6))
 
 
-def test_reference_cosine_overlay_compounds():
+_sim("reference_cosine_flat", np.ones(600), mode="reference", use_cosine=True,
+     T0=50, T_mult=1, min_scale=1e-7, **NO_PATIENCE)
+
+
+def test_reference_cosine_overlay_compounds(sims):
   """The seed's flaw, reproduced on purpose: each period ends lower."""
-  flat = np.ones(600)
-  ref = sim(flat, mode="reference", use_cosine=True, T0=50, T_mult=1,
-            min_scale=1e-7, **NO_PATIENCE)
+  ref = sims["reference_cosine_flat"]
   assert float(ref["scale"][-1]) < 1e-3
 
 
-@pytest.mark.parametrize("kind", ["noisy", "spikes"])
-def test_variance_damping_is_not_written_back(kind):
-  losses = _streams.loss_stream(kind, 600)
-  damped = sim(losses, var_damp_scale=1.0)
-  undamped = sim(losses, var_damp_scale=0.0)
+DAMPING_KINDS = ["noisy", "spikes"]
+for _kind in DAMPING_KINDS:
+  _sim(f"damped_{_kind}", _streams.loss_stream(_kind, 600), var_damp_scale=1.0)
+  _sim(f"undamped_{_kind}", _streams.loss_stream(_kind, 600),
+       var_damp_scale=0.0)
+
+
+@pytest.mark.parametrize("kind", DAMPING_KINDS)
+def test_variance_damping_is_not_written_back(sims, kind):
+  damped, undamped = sims[f"damped_{kind}"], sims[f"undamped_{kind}"]
   np.testing.assert_allclose(damped["stored_scale"], undamped["stored_scale"],
                              rtol=1e-6)
   assert np.all(np.asarray(damped["scale"]) <= np.asarray(undamped["scale"]) * (1 + 1e-6))
 
 
-@pytest.mark.parametrize("kind", ["trend", "noisy", "spikes"])
-def test_stable_policy_is_independent_of_loss_units(kind):
-  losses = _streams.loss_stream(kind, 800)
-  a = sim(losses)["scale"]
-  b = sim(1000.0 * losses)["scale"]
+UNITS_KINDS = ["trend", "noisy", "spikes"]
+for _kind in UNITS_KINDS:
+  _sim(f"units_{_kind}", _streams.loss_stream(_kind, 800))
+  _sim(f"units_{_kind}_x1000", 1000.0 * _streams.loss_stream(_kind, 800))
+
+
+@pytest.mark.parametrize("kind", UNITS_KINDS)
+def test_stable_policy_is_independent_of_loss_units(sims, kind):
+  a = sims[f"units_{kind}"]["scale"]
+  b = sims[f"units_{kind}_x1000"]["scale"]
   np.testing.assert_allclose(a, b, rtol=1e-4)
 
 
-def test_reference_variance_depends_on_units():
-  losses = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(50)
-  only_damping = dict(mode="reference", up_factor=1.0, down_factor=1.0,
-                      **NO_PATIENCE)
-  a = sim(losses, **only_damping)["scale"]
-  b = sim(1000.0 * losses, **only_damping)["scale"]
+_REFERENCE_UNITS = 1.0 + 0.01 * np.random.default_rng(0).standard_normal(50)
+_ONLY_DAMPING = dict(mode="reference", up_factor=1.0, down_factor=1.0,
+                     **NO_PATIENCE)
+_sim("reference_units", _REFERENCE_UNITS, **_ONLY_DAMPING)
+_sim("reference_units_x1000", 1000.0 * _REFERENCE_UNITS, **_ONLY_DAMPING)
+
+
+def test_reference_variance_depends_on_units(sims):
+  a = sims["reference_units"]["scale"]
+  b = sims["reference_units_x1000"]["scale"]
   assert float(a[-1]) > 0.99
   assert float(b[-1]) < 1e-3
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_pure_noise_does_not_drift_the_scale_down(seed):
+NOISE_SEEDS = range(3)
+for _seed in NOISE_SEEDS:
+  _noise = 1.0 + 0.3 * np.random.default_rng(_seed).standard_normal(3000)
+  _sim(f"noise_{_seed}_stable", _noise, var_damp_scale=0.0, **NO_PATIENCE)
+  _sim(f"noise_{_seed}_reference", _noise, mode="reference", var_damp_scale=0.0,
+       **NO_PATIENCE)
+
+
+@pytest.mark.parametrize("seed", NOISE_SEEDS)
+def test_pure_noise_does_not_drift_the_scale_down(sims, seed):
   """No trend, no patience: stable holds; the seed's per-step rule sinks."""
-  losses = 1.0 + 0.3 * np.random.default_rng(seed).standard_normal(3000)
-  stable = sim(losses, var_damp_scale=0.0, **NO_PATIENCE)["stored_scale"]
-  ref = sim(losses, mode="reference", var_damp_scale=0.0, **NO_PATIENCE)["scale"]
+  stable = sims[f"noise_{seed}_stable"]["stored_scale"]
+  ref = sims[f"noise_{seed}_reference"]["scale"]
   assert float(np.min(stable)) >= 0.5
   assert float(ref[-1]) < 1e-3
 
 
-@pytest.mark.parametrize("steps", [toy.SEED_EPOCHS * toy.STEPS_PER_EPOCH, 2000])
-def test_seed_demo_default_is_within_1_5x_of_fixed_lr(steps):
+SEED_DEMO_STEPS = (toy.SEED_EPOCHS * toy.STEPS_PER_EPOCH, 2000)
+# The seed's demo config, under reference semantics.
+SEED_DEMO_REFERENCE = dict(up_factor=1.03, down_factor=0.8, patience=20,
+                           cooldown=40, use_cosine=True, T0=100, T_mult=2,
+                           lr_min=1e-5, lr_max=1.0)
+
+
+@pytest.fixture(scope="module")
+def seed_demo():
+  """The trainings of the seed-demo tests below, all in ONE jitted program.
+
+  Each would be a program of its own (a toy.train per optimizer and length),
+  and compiling them is nearly all of these tests' time; one program
+  compiles once what they share. Every training is the one its test names.
+  """
   fixed = optax.sgd(toy.SEED_LR, momentum=toy.SEED_MOMENTUM)
   adaptive = optax.chain(optax.sgd(toy.SEED_LR, momentum=toy.SEED_MOMENTUM),
                          ao.adaptive_scale())
-  run = lambda tx: jax.jit(jax.vmap(
-      lambda s: toy.train(tx, steps=steps, seed=s)["final_mse"]))(jnp.arange(3))
-  ratio = np.asarray(run(adaptive)) / np.asarray(run(fixed))
+  ref = ao.adaptive_hyperparams(optax.sgd, learning_rate=0.05, momentum=0.9,
+                                mode="reference", **SEED_DEMO_REFERENCE)
+  base = optax.sgd(0.05, momentum=0.9)
+
+  def runs():
+    by_seed = lambda tx, steps: jax.vmap(
+        lambda s: toy.train(tx, steps=steps, seed=s)["final_mse"])(jnp.arange(3))
+    default = {steps: (by_seed(adaptive, steps), by_seed(fixed, steps))
+               for steps in SEED_DEMO_STEPS}
+    out, fixed_400 = toy.train(ref, steps=400), toy.train(base, steps=400)
+    reference = dict(lr=out["metrics"]["learning_rate"],
+                     final_mse=out["final_mse"],
+                     base_final_mse=fixed_400["final_mse"])
+    return default, reference
+
+  return jax.device_get(jax.jit(runs)())
+
+
+@pytest.mark.parametrize("steps", SEED_DEMO_STEPS)
+def test_seed_demo_default_is_within_1_5x_of_fixed_lr(seed_demo, steps):
+  adaptive, fixed = seed_demo[0][steps]  # final MSE of seeds 0, 1, 2
+  ratio = np.asarray(adaptive) / np.asarray(fixed)
   assert np.all(ratio <= 1.5), ratio
 
 
-def test_seed_demo_reference_mode_stalls_as_the_seed_does():
+def test_seed_demo_reference_mode_stalls_as_the_seed_does(seed_demo):
   """The seed's demo config under reference semantics: LR pinned near lr_min."""
-  cfg = dict(up_factor=1.03, down_factor=0.8, patience=20, cooldown=40,
-             use_cosine=True, T0=100, T_mult=2, lr_min=1e-5, lr_max=1.0)
-  ref = ao.adaptive_hyperparams(optax.sgd, learning_rate=0.05, momentum=0.9,
-                                mode="reference", **cfg)
-  fixed = optax.sgd(0.05, momentum=0.9)
-  out = jax.jit(lambda: toy.train(ref, steps=400))()
-  base = jax.jit(lambda: toy.train(fixed, steps=400))()
-  assert float(out["metrics"]["learning_rate"][-1]) < 1e-3
-  assert float(out["final_mse"]) > 100 * float(base["final_mse"])
+  out = seed_demo[1]
+  assert float(out["lr"][-1]) < 1e-3
+  assert float(out["final_mse"]) > 100 * float(out["base_final_mse"])

@@ -1,6 +1,7 @@
 """JAX-native behaviour: jit without recompiles, scan, donation, vmap, dtypes."""
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +97,47 @@ def test_state_and_params_can_be_donated(kind, mode):
   assert np.all(np.isfinite(params))
 
 
+# Every numeric hyperparameter of ao.simulate (a scale: min_scale/max_scale
+# bound it), at ao.adaptive_scale's defaults.
+_TRACED_DEFAULTS = {
+    name: p.default
+    for name, p in inspect.signature(ao.adaptive_scale).parameters.items()
+    if isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+    and name != "var_window"}
+
+
+def _as_arrays(config):
+  """Each value as an array of its default's kind: int32 or float32."""
+  return {k: jnp.asarray(v, jnp.int32 if isinstance(_TRACED_DEFAULTS[k], int)
+                         else jnp.float32) for k, v in config.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _traced_simulate(mode, use_cosine):
+  """One jitted program: ``configs -> (vmap(run)(configs), lax.map(run, configs))``.
+
+  ``run`` replays the stream with EVERY numeric hyperparameter traced, so the
+  static switches (mode, use_cosine, var_window) are the only ones that
+  select a program: each case of test_vmap_over_a_traced_hyperparameter
+  reuses the program of its (mode, use_cosine) instead of compiling its own.
+  Its hyperparameter is traced (and, batched, vmapped) as before, and so are
+  the others, which hold the test's settings. Each row is also run on its
+  own, unbatched (lax.map), in the same program.
+  """
+  # Small variance, so that reference mode's damping does not pin the scale.
+  # A fall, then a plateau, so that every rule has something to act on.
+  losses = 0.01 * (jnp.abs(jnp.cos(jnp.arange(300) / 7.0))
+                   + jnp.maximum(jnp.linspace(2, -1, 300), 0))
+
+  def run(config):
+    return ao.simulate(losses, mode=mode, use_cosine=use_cosine, var_window=5,
+                       **config)["scale"]
+
+  # lax.map: one row after another through the unbatched run.
+  return jax.jit(lambda configs: (jax.vmap(run)(configs),
+                                  jax.lax.map(run, configs)))
+
+
 @pytest.mark.parametrize("name,values", [
     ("up_factor", [1.01, 1.05, 1.2]),
     ("down_factor", [0.5, 0.7, 0.95]),
@@ -114,47 +156,56 @@ def test_vmap_over_a_traced_hyperparameter(mode, name, values):
     pytest.skip("the per-window trend rule is reference mode's only")
   if mode == "reference" and name in ("start_scale", "guard_ratio"):
     pytest.skip("stable mode's only")
-  # Small variance, so that reference mode's damping does not pin the scale.
-  # A fall, then a plateau, so that every rule has something to act on.
-  losses = 0.01 * (jnp.abs(jnp.cos(jnp.arange(300) / 7.0))
-                   + jnp.maximum(jnp.linspace(2, -1, 300), 0))
-
-  def run(v):
-    # The seed's overlay compounds to min_scale: on only where it is tested.
-    kw = dict(use_cosine=name in ("T0", "T_mult"), patience=3, var_window=5,
-              T0=20)
-    kw[name] = v
-    if name == "cooldown":  # else stable mode's relative cooldown rules
-      kw["cooldown_ratio"] = 0.0
-    return ao.simulate(losses, mode=mode, **kw)["scale"]
-
-  batched = jax.jit(jax.vmap(run))(jnp.asarray(values))
-  for i, v in enumerate(values):  # each row is that configuration's own run
-    np.testing.assert_allclose(batched[i], jax.jit(run)(v), rtol=2e-5)
+  # The seed's overlay compounds to min_scale: on only where it is tested.
+  run = _traced_simulate(mode, name in ("T0", "T_mult"))
+  kw = dict(_TRACED_DEFAULTS, patience=3, T0=20)
+  if name == "cooldown":  # else stable mode's relative cooldown rules
+    kw["cooldown_ratio"] = 0.0
+  configs = [_as_arrays({**kw, name: v}) for v in values]
+  batched, one_by_one = run(jax.tree.map(lambda *x: jnp.stack(x), *configs))
+  assert batched.shape[0] == len(one_by_one) == len(values)
+  for i, own in enumerate(one_by_one):  # each row is that configuration's own run
+    np.testing.assert_allclose(batched[i], own, rtol=2e-5)
   assert not np.allclose(batched[0], batched[-1])
 
 
-def test_vmap_training_over_start_scale(mode="stable"):
-  def run(u):
-    tx = optax.chain(optax.sgd(0.05, momentum=0.9),
-                     ao.adaptive_scale(mode=mode, start_scale=u, var_window=5))
-    return toy.train(tx, steps=40, seed=0)["metrics"]["scale"]
+def _train_over_start_scale(u, mode="stable"):
+  tx = optax.chain(optax.sgd(0.05, momentum=0.9),
+                   ao.adaptive_scale(mode=mode, start_scale=u, var_window=5))
+  return toy.train(tx, steps=40, seed=0)["metrics"]["scale"]
 
-  ups = jnp.asarray([0.05, 0.5])
-  batched = jax.jit(jax.vmap(run))(ups)
-  np.testing.assert_allclose(batched[1], jax.jit(run)(ups[1]), rtol=2e-5)
+
+def _train_over_learning_rate(lr, mode="reference"):
+  tx = ao.adaptive_hyperparams(optax.sgd, learning_rate=lr, momentum=0.9,
+                               mode=mode)
+  return toy.train(tx, steps=40, seed=0)["metrics"]["learning_rate"]
+
+
+UPS = jnp.asarray([0.05, 0.5])
+LRS = jnp.asarray([0.01, 0.05])
+
+
+@pytest.fixture(scope="module")
+def vmapped_trainings():
+  """The toy trainings of the two tests below, in ONE jitted program.
+
+  They share the model, the data and the batches, which one program compiles
+  once: (vmap over UPS, UPS[1]'s run on its own, vmap over LRS).
+  """
+  return jax.jit(lambda u, lr: (
+      jax.vmap(_train_over_start_scale)(u), _train_over_start_scale(u[1]),
+      jax.vmap(_train_over_learning_rate)(lr)))(UPS, LRS)
+
+
+def test_vmap_training_over_start_scale(vmapped_trainings):
+  batched, own, _ = vmapped_trainings
+  np.testing.assert_allclose(batched[1], own, rtol=2e-5)
   assert not np.allclose(batched[0], batched[1])
 
 
-def test_vmap_over_learning_rate_of_hyperparams(mode="reference"):
-  def run(lr):
-    tx = ao.adaptive_hyperparams(optax.sgd, learning_rate=lr, momentum=0.9,
-                                 mode=mode)
-    return toy.train(tx, steps=40, seed=0)["metrics"]["learning_rate"]
-
-  lrs = jnp.asarray([0.01, 0.05])
-  out = jax.jit(jax.vmap(run))(lrs)
-  np.testing.assert_allclose(out[:, 0] / lrs, out[0, 0] / lrs[0], rtol=1e-5)
+def test_vmap_over_learning_rate_of_hyperparams(vmapped_trainings):
+  out = vmapped_trainings[2]
+  np.testing.assert_allclose(out[:, 0] / LRS, out[0, 0] / LRS[0], rtol=1e-5)
   assert not np.allclose(out[0], out[1])
 
 

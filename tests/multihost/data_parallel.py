@@ -8,8 +8,12 @@ feeds its own half of each batch, so its local loss differs; the controller
 Run one process per id, and the single-process reference run on whole
 batches (tests/test_distributed.py starts all three at once)::
 
-  python tests/multihost/data_parallel.py PORT NUM_PROCESSES PROCESS_ID OUT.npz
-  python tests/multihost/data_parallel.py reference OUT.npz
+  python tests/multihost/data_parallel.py PORT NUM_PROCESSES PROCESS_ID OUT.npz [BATCHES.npz]
+  python tests/multihost/data_parallel.py reference OUT.npz [BATCHES.npz]
+
+BATCHES.npz (written by save_batches) holds the batches, so that the
+processes read them instead of each generating them (compiling the data's
+generation takes a few seconds per process); without it, each generates them.
 """
 
 import sys
@@ -26,13 +30,25 @@ def make_tx(axis_name):
       var_window=5, patience=5, cooldown=5, axis_name=axis_name)
 
 
-def _batches():
+def _batches(path=None):
+  """(xs, ys), the batches of every step, (T, B, ...): read from ``path``
+  when given, else generated."""
   import jax
   import numpy as np
   from adaptive_optax import toy
+  if path:
+    with np.load(path) as f:
+      return f["xs"], f["ys"]
   data = toy.make_toy_dataset()
   idx = np.asarray(toy.batch_indices(jax.random.PRNGKey(1), STEPS))
   return np.asarray(data.x)[idx], np.asarray(data.y)[idx]  # (T, B, ...)
+
+
+def save_batches(path):
+  """Writes the batches to ``path`` (.npz), for the processes to read."""
+  import numpy as np
+  xs, ys = _batches()
+  np.savez(path, xs=xs, ys=ys)
 
 
 def _flat(params, state):
@@ -44,13 +60,13 @@ def _flat(params, state):
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}
 
 
-def reference():
+def reference(batches=None):
   """The same training in one process, on one device, on whole batches."""
   import jax
   import optax
   from adaptive_optax import toy
   tx = make_tx(None)
-  xs, ys = _batches()
+  xs, ys = _batches(batches)
 
   @jax.jit
   def run(xs, ys):
@@ -65,7 +81,7 @@ def reference():
   return _flat(*run(xs, ys))
 
 
-def worker(port, num_processes, process_id):
+def worker(port, num_processes, process_id, batches=None):
   import jax
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(
@@ -95,7 +111,7 @@ def worker(port, num_processes, process_id):
                    out_shardings=rep)()
   state = jax.jit(tx.init, out_shardings=rep)(params)
 
-  xs, ys = _batches()
+  xs, ys = _batches(batches)
   rows = BATCH // num_processes
   mine = slice(process_id * rows, (process_id + 1) * rows)
   for t in range(STEPS):
@@ -112,10 +128,11 @@ def worker(port, num_processes, process_id):
 def main(argv):
   import numpy as np
   if argv[1] == "reference":
-    result, out = reference(), argv[2]
+    out, *batches = argv[2:]
+    result = reference(*batches)
   else:
-    port, num_processes, process_id, out = argv[1:]
-    result = worker(int(port), int(num_processes), int(process_id))
+    port, num_processes, process_id, out, *batches = argv[1:]
+    result = worker(int(port), int(num_processes), int(process_id), *batches)
   np.savez(out, **result)
 
 

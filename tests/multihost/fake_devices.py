@@ -4,8 +4,13 @@ Run as a script (``python tests/multihost/fake_devices.py``); it forces 8 host
 devices, which must happen before JAX starts, so it never runs inside the
 test process (whose other tests keep one device). It prints one JSON object
 of measured differences; tests/test_multidevice.py asserts on them.
+
+``--inputs=FILE`` reads the inputs (the toy data, the initial parameters,
+the batch order) from FILE, written by save_inputs (the test process does,
+where they are likely compiled already); without it they are generated here.
 """
 
+import functools
 import json
 import os
 import sys
@@ -49,13 +54,70 @@ class _CompileCounter:
     jax.monitoring.register_event_duration_secs_listener(listener)
 
 
+# Set-up and read-out run as jitted programs or in NumPy, not op by op: each
+# eager jax.numpy op on a new shape is an XLA compilation of its own (over a
+# hundred of them here), and compiling is most of this script's time.
+
+
+_INPUTS_FILE = []  # set by main from --inputs=FILE
+
+
+def _generate_inputs():
+  """The toy data set, the MLP's initial parameters and the sharded runs'
+  batch order, computed op by op as toy's users do (under jit, XLA fuses
+  y = x w + 0.1 noise and y differs in its last bits)."""
+  import jax
+  import numpy as np
+  from adaptive_optax import toy
+  data = toy.make_toy_dataset()
+  params0 = toy.init_mlp(jax.random.PRNGKey(0))
+  idx = np.asarray(toy.batch_indices(jax.random.PRNGKey(1), JIT_STEPS))
+  return data, params0, idx
+
+
+def save_inputs(path):
+  """Writes _generate_inputs() to ``path`` (.npz), for --inputs."""
+  import jax
+  import numpy as np
+  data, params0, idx = _generate_inputs()
+  leaves = {f"param_{i}": a for i, a in enumerate(jax.tree.leaves(params0))}
+  np.savez(path, x=data.x, y=data.y, idx=idx, **leaves)
+
+
+@functools.cache
+def _inputs():
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from adaptive_optax import toy
+  if not _INPUTS_FILE:
+    return _generate_inputs()
+  with np.load(_INPUTS_FILE[0]) as f:
+    arrays = dict(f)
+  structure = jax.tree.structure(
+      jax.eval_shape(lambda: toy.init_mlp(jax.random.PRNGKey(0))))
+  params0 = jax.tree.unflatten(structure, [
+      jnp.asarray(arrays[f"param_{i}"]) for i in range(structure.num_leaves)])
+  data = toy.Dataset(jnp.asarray(arrays["x"]), jnp.asarray(arrays["y"]))
+  return data, params0, arrays["idx"]
+
+
+def _dataset():
+  return _inputs()[0]
+
+
+def _init(tx, params):
+  import jax
+  return jax.jit(tx.init)(params)
+
+
 def _shards(n_dev, per_dev):
   """Device d's batch at step t: rows of its own 64-sample shard."""
   import jax.numpy as jnp
-  from adaptive_optax import toy
-  data = toy.make_toy_dataset()
-  x = data.x.reshape(n_dev, -1, data.x.shape[-1])
-  y = data.y.reshape(n_dev, -1, 1)
+  import numpy as np
+  data = _dataset()
+  x = jnp.asarray(np.asarray(data.x).reshape(n_dev, -1, data.x.shape[-1]))
+  y = jnp.asarray(np.asarray(data.y).reshape(n_dev, -1, 1))
   rows = x.shape[1]
   def batch(t):
     idx = (t * per_dev + jnp.arange(per_dev)) % rows
@@ -66,12 +128,13 @@ def _shards(n_dev, per_dev):
 def pmap_report():
   import jax
   import jax.numpy as jnp
+  import numpy as np
   import optax
   import adaptive_optax as ao
   from adaptive_optax import toy
 
   batch = _shards(N_DEVICES, PER_DEVICE_BATCH)
-  params0 = toy.init_mlp(jax.random.PRNGKey(0))
+  params0 = _inputs()[1]
 
   def make_tx(axis_name):
     return ao.adaptive_hyperparams(
@@ -98,15 +161,16 @@ def pmap_report():
       return p, ctrls, mean_loss
     return train(tx_ax), train(tx_no)
 
-  xs, ys = jax.vmap(batch)(jnp.arange(PMAP_STEPS))  # (T, D, B, ...)
-  rep = jax.tree.map(lambda a: jnp.broadcast_to(a, (N_DEVICES,) + a.shape),
-                     params0)
+  xs, ys = jax.jit(jax.vmap(batch))(jnp.arange(PMAP_STEPS))  # (T, D, B, ...)
+  rep = jax.tree.map(
+      lambda a: np.broadcast_to(np.asarray(a), (N_DEVICES,) + a.shape), params0)
   run = jax.pmap(device_run, axis_name="batch", in_axes=(0, None, None))
-  (params_ax, ctrls_ax, mean_loss), (params_no, ctrls_no, _) = run(rep, xs, ys)
+  (params_ax, ctrls_ax, mean_loss), (params_no, ctrls_no, _) = jax.device_get(
+      run(rep, xs, ys))
 
   def spread(tree):  # largest difference between any device and device 0
     return _max_abs(jax.tree.map(lambda a: a[1:], tree),
-                    jax.tree.map(lambda a: jnp.broadcast_to(a[:1], a[1:].shape),
+                    jax.tree.map(lambda a: np.broadcast_to(a[:1], a[1:].shape),
                                  tree))
 
   @jax.jit
@@ -129,13 +193,14 @@ def pmap_report():
     (params, _), ctrls = jax.lax.scan(body, (params0, tx1.init(params0)),
                                       jnp.arange(PMAP_STEPS))
     return replayed, params, ctrls
-  replayed, params_1, ctrls_1 = single(mean_loss[0])
+  replayed, params_1, ctrls_1 = jax.device_get(single(mean_loss[0]))
   ctrl_dev0 = jax.tree.map(lambda a: a[0], ctrls_ax)
+  ys = np.asarray(ys)
   return dict(
       devices=jax.device_count(),
       steps=PMAP_STEPS,
-      loss_spread_across_devices=float(jnp.max(
-          jnp.std(jax.vmap(batch)(jnp.arange(4))[1].mean(axis=(2, 3)), axis=1))),
+      loss_spread_across_devices=float(np.max(  # the first 4 steps' batches
+          np.std(ys[:4].mean(axis=(2, 3)), axis=1))),
       with_axis_state_spread=spread(ctrls_ax),
       with_axis_param_spread=spread(params_ax),
       with_axis_vs_replay_max_abs=_max_abs(ctrl_dev0, replayed),
@@ -143,30 +208,25 @@ def pmap_report():
                                                 ctrls_1.applied_rate),
       with_axis_vs_single_params_max_abs=_max_abs(
           jax.tree.map(lambda a: a[0], params_ax), params_1),
-      with_axis_vs_single_decisions_differ=int(jnp.sum(
+      with_axis_vs_single_decisions_differ=int(np.sum(
           ctrl_dev0.steps_since_improve != ctrls_1.steps_since_improve)),
       without_axis_state_spread=spread(ctrls_no),
       with_axis_lr_min=float(ctrl_dev0.applied_rate.min()),
       with_axis_lr_max=float(ctrl_dev0.applied_rate.max()),
-      without_axis_steps_lr_differs=int(jnp.sum(
-          jnp.ptp(ctrls_no.applied_rate, axis=0) > 0)),
-      without_axis_max_lr_ratio=float(jnp.max(
+      without_axis_steps_lr_differs=int(np.sum(
+          np.ptp(ctrls_no.applied_rate, axis=0) > 0)),
+      without_axis_max_lr_ratio=float(np.max(
           ctrls_no.applied_rate.max(0) / ctrls_no.applied_rate.min(0))),
       without_axis_param_spread=spread(params_no),
   )
 
 
 def _sharded_setup():
-  import jax
-  import numpy as np
   import optax
   import adaptive_optax as ao
-  from adaptive_optax import toy
   tx = optax.chain(optax.sgd(0.05, momentum=0.9),
                    ao.adaptive_scale(use_cosine=True, T0=10, var_window=5))
-  data = toy.make_toy_dataset()
-  idx = np.asarray(toy.batch_indices(jax.random.PRNGKey(1), JIT_STEPS))
-  params0 = toy.init_mlp(jax.random.PRNGKey(0))
+  data, params0, idx = _inputs()
   return tx, data, idx, params0
 
 
@@ -180,7 +240,7 @@ def _single_device_run(tx, data, idx, params0):
     loss, grads = jax.value_and_grad(toy.mse)(params, data.x[ix], data.y[ix])
     updates, state = tx.update(grads, state, params, value=loss)
     return optax.apply_updates(params, updates), state
-  params, state = params0, tx.init(params0)
+  params, state = params0, _init(tx, params0)
   for t in range(idx.shape[0]):
     params, state = step(params, state, idx[t])
   return params, state
@@ -202,7 +262,7 @@ def named_sharding_report():
   p_shard = [dict(w=ns(None, "model"), b=ns("model")),
              dict(w=ns("model", None), b=ns())]
   params = jax.device_put(params0, p_shard)
-  sgd_state, ctrl_state = tx.init(params0)
+  sgd_state, ctrl_state = _init(tx, params0)
   sgd_state = (sgd_state[0]._replace(
       trace=jax.device_put(sgd_state[0].trace, p_shard)), sgd_state[1])
   state = (sgd_state, jax.device_put(ctrl_state, ns()))
@@ -242,6 +302,7 @@ def named_sharding_report():
 
 def shard_map_report():
   import jax
+  import numpy as np
   import optax
   import adaptive_optax as ao
   from jax.sharding import NamedSharding
@@ -270,9 +331,10 @@ def shard_map_report():
   step = jax.jit(make_local(tx))
   rep = NamedSharding(mesh, P())
   params = jax.device_put(params0, rep)
-  state = jax.device_put(tx.init(params0), rep)
+  state = jax.device_put(_init(tx, params0), rep)
   shardings0 = jax.tree.map(lambda a: a.sharding, state)
-  batches = [jax.device_put((data.x[ix], data.y[ix]),
+  x, y = np.asarray(data.x), np.asarray(data.y)  # indexed in NumPy
+  batches = [jax.device_put((x[ix], y[ix]),
                             NamedSharding(mesh, P("batch"))) for ix in idx]
   changed = 0
   counter = _CompileCounter()
@@ -308,7 +370,10 @@ def main(argv):
   if jax.device_count() != N_DEVICES:
     raise SystemExit(f"expected {N_DEVICES} devices, got {jax.device_count()}: "
                      "run with XLA_FLAGS=--xla_force_host_platform_device_count=8")
-  which = argv[1:] or ["pmap", "named_sharding", "shard_map"]
+  args = [a for a in argv[1:] if not a.startswith("--inputs=")]
+  _INPUTS_FILE.extend(a.split("=", 1)[1] for a in argv[1:]
+                      if a.startswith("--inputs="))
+  which = args or ["pmap", "named_sharding", "shard_map"]
   reports = dict(pmap=pmap_report, named_sharding=named_sharding_report,
                  shard_map=shard_map_report)
   print(json.dumps({name: reports[name]() for name in which}))
