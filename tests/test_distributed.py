@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from tests import conftest
 from tests.multihost import data_parallel  # its constants and batches
 
 pytestmark = pytest.mark.slow  # long or multi-process: CI runs it; -m 'not slow' skips it
@@ -35,7 +36,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
   out = tmp_path_factory.mktemp("distributed")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  # One device per process (no forced device count), compiled as the rest.
+  env = {**os.environ, "XLA_FLAGS": conftest.FAST_COMPILE_FLAGS}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   port = _free_port()
   batches = out / "batches.npz"

@@ -30,6 +30,9 @@ def report(tmp_path_factory):
   inputs = tmp_path_factory.mktemp("fake_devices") / "inputs.npz"
   fake_devices.save_inputs(inputs)
   env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT),
+         # Not the suite's cheaper back end: the tests below compare the
+         # pmap program and a one-device replay bitwise, which holds for
+         # XLA's default code generation (at -O0 they differ by 2e-9).
          "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
   proc = subprocess.run([sys.executable, str(SCRIPT), f"--inputs={inputs}"],
                         env=env, cwd=ROOT, capture_output=True, text=True,
