@@ -302,8 +302,9 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   """The reward's trend at each window: up by ``reward_up``, down by
   ``max(reward_down, 1 / reward_up)``, when the reward EMA moved beyond two
   standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``);
-  every move on trial: undone once the reward EMA is back on the other side
-  of the level it was made from (``rate /= pending``).
+  every move on trial: undone once the reward moves the other way beyond
+  the band, or its EMA is back on the other side of the level the moves
+  were made from (``rate /= pending``).
 
   Null evidence: 2.3% per window and side on an i.i.d. reward, but a reward
   that repeats (a rollout's return over its minibatches) or is skewed (a
@@ -311,7 +312,7 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   recovery over several windows) alarms often, and not evenly in the two
   directions: a drift. On trial, a move lasts only while the reward stays
   where it moved to, so a stationary reward, however shaped, returns the
-  rate to its level whenever it crosses back. The loss then only guards
+  rate to its level whenever it turns or crosses back. The loss then only guards
   (:func:`runaway`, :func:`spike`): it is no measure of progress in RL.
   """
   rbeta = c(hp.reward_beta)
@@ -374,7 +375,8 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
   w = cfg.var_window
   in_cooldown = state.cooldown_left > 0
   check = ~in_cooldown & (state.steps_since_improve >= hp.patience)
-  last = jnp.where(state.has_prev_window, state.prev_window_mean, state.loss_ema)
+  last = jnp.where(state.has_prev_window, state.prev_window_mean,
+                   state.loss_ema)
   band = 2 * state.prev_window_var / w
 
   def fell_since(level):
@@ -387,7 +389,8 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
   rate = jnp.where(undo, rate / c(hp.big_drop),
                    jnp.where(drop, rate * c(hp.big_drop), rate))
   period = check | period_start
-  relative = jnp.floor(c(hp.cooldown_ratio) * state.num_steps.astype(rate.dtype))
+  relative = jnp.floor(c(hp.cooldown_ratio)
+                       * state.num_steps.astype(rate.dtype))
   relative = jnp.minimum(relative, c(2**31 - 2)).astype(jnp.int32)
   length = jnp.maximum(jnp.asarray(hp.cooldown).astype(jnp.int32), relative)
   state = state._replace(
@@ -420,8 +423,8 @@ def modulate(hp, cfg, rate, rel_var, step_factor, t, c):
   """The applied rate: the decided one, damped and shaped, never written back.
 
   ``rate * max(step_factor / (var_damp_base + var_damp_scale * rel_var),
-  SPIKE_FLOOR) * horizon_factor``; the cosine overlay is applied by the caller (it advances
-  its own timers).
+  SPIKE_FLOOR) * horizon_factor``; the cosine overlay is applied by the
+  caller (it advances its own timers).
   """
   damp = c(hp.var_damp_base)
   if "damping" in cfg.rules:

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from adaptive_optax import _stable
+
 MODES = ("stable", "reference")
 # Restart periods saturate here instead of overflowing int32 (T_i *= T_mult).
 MAX_COSINE_PERIOD = 2**30
@@ -60,8 +62,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("prev_reward", FLOAT, 0.0, "reward EMA at the last reward decision."),
     ("reward_sq_dev", FLOAT, 0.0, "EMA of squared reward deviations."),
     ("reward_pending", FLOAT, 1.0, "stable: product of the reward rule's "
-     "moves on trial (1: none), undone when the reward crosses back over "
-     "reward_ref."),
+     "moves on trial (1: none), undone when the reward moves the other way "
+     "beyond the band or crosses back over reward_ref."),
     ("reward_ref", FLOAT, 0.0, "stable: reward EMA before the first move on "
      "trial."),
     ("prev_window_mean", FLOAT, 0.0, "mean of the last decided window."),
@@ -168,8 +170,7 @@ class Config(NamedTuple):
   use_reward: bool = False
   use_cosine: bool = False
   has_momentum: bool = False
-  rules: tuple[str, ...] = ("warmup", "probe", "runaway", "spike", "reward",
-                            "patience", "damping")  # stable: rules that run
+  rules: tuple[str, ...] = _stable.RULES  # stable: the rules that run
   layout: str = LAYOUT
 
   def as_dict(self) -> dict[str, Any]:
