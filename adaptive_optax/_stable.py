@@ -130,12 +130,6 @@ PROBE_WINDOWS = 4
 # Not 0: a smooth descent the rate does not cause (a slow sine) speeds up
 # by itself over a quarter period, and would take the rate to its bound.
 RESPONSE = 0.5
-# A growth whose segment fell significantly but not faster is tested again
-# this many times in a row (revert, a fresh segment at the reverted rate as
-# the baseline, the growth again) before the probe ends: a speed measured
-# over one or two windows is noisy, and one unlucky comparison ended half
-# the probes from a too-low start at the given rate.
-PROBE_RETRIES = 1
 
 
 def warmup(hp, cfg, factor, loss, before, is_spike, nonfinite, c):
@@ -174,12 +168,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   A segment below the given rate that sees no significant fall moves to the
   given rate for a segment of its own. A segment that fails otherwise (no
   significant fall, or no response) ends the probe and reverts the growth
-  it tested, but never below the given rate -- except that a growth whose
-  segment fell but not faster is first tested once more
-  (``PROBE_RETRIES``): reverted, a fresh segment at the reverted rate as
-  the baseline, then the growth again, each of the two segments measured
-  from its first full window (the window after a change of rate mixes the
-  two rates). A
+  it tested, but never below the given rate. A
   window worse than the one before by two bands ends it too, falling back
   by ``g**2``; a spike above the given rate ends it too, reverting the last
   growth.
@@ -189,10 +178,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   growth it allows is reverted unless the next segment passes the response
   test as well, so the probe ends at the given rate (at most ``g`` above it
   with probability ~5% x 5%); a descent the rate does not cause (a slow
-  sine) fails the response test. The retry gives it a second test: on the
-  trendless streams of ``tests/test_null_evidence.py`` the probe's peak is
-  at most ``4x`` the given rate (a sawtooth of period 1,000: a steady
-  descent of 50 windows), ``1x`` without it.
+  sine) fails the response test.
   """
   g = c(hp.probe_growth)
   w = cfg.var_window
@@ -220,45 +206,32 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   # spike only damps its step (a heavy-tailed loss has them at any rate).
   spiked = (state.probing & (state.warmup >= 1) & is_spike
             & (rate > state.given_rate * (1 + 1e-6)))
-  # During a retry the window after a change of rate mixes the two rates;
-  # it becomes the segment's reference instead of part of its speed.
-  settling = active & started & (state.probe_windows < 0)
-  tested = active & started & ~settling & ~worse & ~spiked
+  tested = active & started & ~worse & ~spiked
   grow = tested & sig & responded
   timeout = tested & ~sig & (n >= PROBE_WINDOWS)
   # Below the given rate, a segment that saw no significant fall is no
   # evidence against the given rate: the given rate gets a segment of its own.
   below = rate < state.given_rate * (1 - 1e-6)
   retry = timeout & below
-  # A fall without the speed-up: the growth is tried again from a fresh
-  # baseline (see PROBE_RETRIES) before it counts as a failure.
-  slow = tested & sig & ~responded
-  again = slow & (state.probe_retries < PROBE_RETRIES)
-  fail = tested & ((slow & ~again) | (timeout & ~retry))
+  fail = tested & (((sig & ~responded) | timeout) & ~retry)
   # A failed segment reverts the growth it tested, but not below the given
   # rate: a lack of evidence is no evidence against the user's rate.
   fallback = jnp.maximum(jnp.where(grew, state.probe_base, rate),
                          state.given_rate)
   rate = jnp.where(grow, rate * g, jnp.where(
-      retry, state.given_rate, jnp.where(fail | again, fallback, jnp.where(
-          worse, rate / (g * g), jnp.where(spiked, fallback, rate)))))
-  restart = grow | retry | again | settling | (active & ~started)
-  # Only a growth that passed its test ends the run of retries.
-  retries = jnp.where(grow & grew, 0, state.probe_retries
-                      + again.astype(jnp.int32)).astype(jnp.int32)
-  settle = (grow | again) & (retries > 0)
+      retry, state.given_rate, jnp.where(fail, fallback, jnp.where(
+          worse, rate / (g * g), jnp.where(
+              spiked, jnp.maximum(state.probe_base, state.given_rate),
+              rate)))))
+  restart = grow | retry | (active & ~started)
   state = state._replace(
       probing=state.probing & ~(fail | worse | spiked),
-      # After a retry's revert no growth is under test: the next segment is
-      # the baseline the growth is measured against again.
-      probe_base=jnp.where(grow, rate / g, jnp.where(again, 0,
-                                                     state.probe_base)),
-      probe_retries=retries,
+      probe_base=jnp.where(grow, rate / g, state.probe_base),
       probe_prev_speed=jnp.where(grow, speed, state.probe_prev_speed),
       probe_ref=jnp.where(restart, mean, state.probe_ref),
       probe_ref_var=jnp.where(restart, ev.var, state.probe_ref_var),
-      probe_windows=jnp.where(settle, -1, jnp.where(restart, 0, jnp.where(
-          tested, state.probe_windows + 1, state.probe_windows))).astype(
+      probe_windows=jnp.where(restart, 0, jnp.where(
+          tested, state.probe_windows + 1, state.probe_windows)).astype(
               jnp.int32),
       probe_started=state.probe_started | restart,
   )
@@ -312,7 +285,8 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   recovery over several windows) alarms often, and not evenly in the two
   directions: a drift. On trial, a move lasts only while the reward stays
   where it moved to, so a stationary reward, however shaped, returns the
-  rate to its level whenever it turns or crosses back. The loss then only guards
+  rate to its level whenever it turns or crosses back. The loss then only
+  guards
   (:func:`runaway`, :func:`spike`): it is no measure of progress in RL.
   """
   rbeta = c(hp.reward_beta)

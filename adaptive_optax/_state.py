@@ -101,8 +101,6 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, 0, "stable: windows into the probe's current "
      "segment."),
-    ("probe_retries", INT, 0, "stable: growths retried in a row since the "
-     "probe's last successful growth."),
     ("spikes", INT, 0, "stable: consecutive spikes (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
