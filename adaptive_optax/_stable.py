@@ -160,11 +160,15 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
 
   After the warm-up (which ends at the given rate over ``g =
   probe_growth``), by *segments* of up to ``PROBE_WINDOWS`` windows since
-  the last growth: once the loss has fallen since the segment began beyond
-  two standard errors, the rate grows by g -- up to the given rate on that
-  alone; beyond it, only if the log-loss fell per window at least
-  ``g**(1/4)`` times as fast as in the segment before (far below the best
-  rate the log-loss falls in proportion to the rate; near it, it does not).
+  the last growth, each measured from the first full window at its rate
+  (the fall from the last window before a change of rate to the first one
+  after it is half at each rate: it showed a doubling's speed-up as about
+  1.5x, so the test below failed by noise where the rate did matter): once
+  the loss has fallen since the segment began beyond two standard errors,
+  the rate grows by g -- up to the given rate on that alone; beyond it, only
+  if the log-loss fell per window at least ``g**RESPONSE`` (``sqrt(g)``)
+  times as fast as in the segment before (far below the best rate the
+  log-loss falls in proportion to the rate; near it, it does not).
   A segment below the given rate that sees no significant fall moves to the
   given rate for a segment of its own. A segment that fails otherwise (no
   significant fall, or no response) ends the probe and reverts the growth
@@ -206,7 +210,10 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   # spike only damps its step (a heavy-tailed loss has them at any rate).
   spiked = (state.probing & (state.warmup >= 1) & is_spike
             & (rate > state.given_rate * (1 + 1e-6)))
-  tested = active & started & ~worse & ~spiked
+  # The first window after a change of rate becomes the segment's
+  # reference, not part of its speed (see above).
+  settling = active & started & (state.probe_windows < 0)
+  tested = active & started & ~settling & ~worse & ~spiked
   grow = tested & sig & responded
   timeout = tested & ~sig & (n >= PROBE_WINDOWS)
   # Below the given rate, a segment that saw no significant fall is no
@@ -223,15 +230,16 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
           worse, rate / (g * g), jnp.where(
               spiked, jnp.maximum(state.probe_base, state.given_rate),
               rate)))))
-  restart = grow | retry | (active & ~started)
+  restart = grow | retry | settling | (active & ~started)
+  settle = grow | retry
   state = state._replace(
       probing=state.probing & ~(fail | worse | spiked),
       probe_base=jnp.where(grow, rate / g, state.probe_base),
       probe_prev_speed=jnp.where(grow, speed, state.probe_prev_speed),
       probe_ref=jnp.where(restart, mean, state.probe_ref),
       probe_ref_var=jnp.where(restart, ev.var, state.probe_ref_var),
-      probe_windows=jnp.where(restart, 0, jnp.where(
-          tested, state.probe_windows + 1, state.probe_windows)).astype(
+      probe_windows=jnp.where(settle, -1, jnp.where(restart, 0, jnp.where(
+          tested, state.probe_windows + 1, state.probe_windows))).astype(
               jnp.int32),
       probe_started=state.probe_started | restart,
   )

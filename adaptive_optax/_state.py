@@ -100,7 +100,7 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_steps", INT, 0, "updates seen (saturating)."),
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, 0, "stable: windows into the probe's current "
-     "segment."),
+     "segment (-1: its first window, after a change of rate, is to come)."),
     ("spikes", INT, 0, "stable: consecutive spikes (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
