@@ -160,10 +160,11 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
 
   After the warm-up (which ends at the given rate over ``g =
   probe_growth``), by *segments* of up to ``PROBE_WINDOWS`` windows since
-  the last growth, each measured from the first full window at its rate
-  (the fall from the last window before a change of rate to the first one
-  after it is half at each rate: it showed a doubling's speed-up as about
-  1.5x, so the test below failed by noise where the rate did matter): once
+  the last growth; after a change of rate (a growth, a move to the given
+  rate) the segment is measured from the first full window at the new rate
+  (the fall from the last window before the change to the first one after
+  it is half at each rate: it showed a doubling's speed-up as about 1.5x,
+  so the test below failed by noise where the rate did matter): once
   the loss has fallen since the segment began beyond two standard errors,
   the rate grows by g -- up to the given rate on that alone; beyond it, only
   if the log-loss fell per window at least ``g**RESPONSE`` (``sqrt(g)``)
@@ -230,18 +231,20 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
           worse, rate / (g * g), jnp.where(
               spiked, jnp.maximum(state.probe_base, state.given_rate),
               rate)))))
-  restart = grow | retry | settling | (active & ~started)
-  settle = grow | retry
+  # A change of rate leaves the next window to settle; a segment's
+  # reference is taken at that window, or at the probe's first.
+  changed = grow | retry
+  begin = settling | (active & ~started)
   state = state._replace(
       probing=state.probing & ~(fail | worse | spiked),
       probe_base=jnp.where(grow, rate / g, state.probe_base),
       probe_prev_speed=jnp.where(grow, speed, state.probe_prev_speed),
-      probe_ref=jnp.where(restart, mean, state.probe_ref),
-      probe_ref_var=jnp.where(restart, ev.var, state.probe_ref_var),
-      probe_windows=jnp.where(settle, -1, jnp.where(restart, 0, jnp.where(
+      probe_ref=jnp.where(begin, mean, state.probe_ref),
+      probe_ref_var=jnp.where(begin, ev.var, state.probe_ref_var),
+      probe_windows=jnp.where(changed, -1, jnp.where(begin, 0, jnp.where(
           tested, state.probe_windows + 1, state.probe_windows))).astype(
               jnp.int32),
-      probe_started=state.probe_started | restart,
+      probe_started=state.probe_started | begin,
   )
   return state, rate, fail | worse | spiked
 
@@ -294,8 +297,8 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   directions: a drift. On trial, a move lasts only while the reward stays
   where it moved to, so a stationary reward, however shaped, returns the
   rate to its level whenever it turns or crosses back. The loss then only
-  guards
-  (:func:`runaway`, :func:`spike`): it is no measure of progress in RL.
+  guards (:func:`runaway`, :func:`spike`): it is no measure of progress in
+  RL.
   """
   rbeta = c(hp.reward_beta)
   ema_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)

@@ -82,4 +82,5 @@ def run_updates(tx, losses, params=None, rewards=None):
   rs = jnp.zeros_like(losses) if rewards is None else rewards
   # The streams are arguments, not constants: streams of one shape share one
   # compiled program.
-  return jax.jit(lambda s, l, r: jax.lax.scan(body, s, (l, r)))(state, losses, rs)
+  run = jax.jit(lambda s, l, r: jax.lax.scan(body, s, (l, r)))
+  return run(state, losses, rs)

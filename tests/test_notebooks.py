@@ -30,7 +30,8 @@ def test_notebooks_run_under_nbmake():
        f"--nbmake-timeout={LIMIT_S}", "-q", "-p", "no:cacheprovider",
        "-o", "addopts=", "-rA", str(NOTEBOOK_DIR)],
       capture_output=True, text=True, timeout=len(EXPECTED) * LIMIT_S + 60,
-      cwd=NOTEBOOK_DIR, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+      cwd=NOTEBOOK_DIR,
+      env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
   out = proc.stdout + proc.stderr
   assert proc.returncode == 0, out[-4000:]
   passed = sorted(re.findall(r"PASSED \S*?(\w+)\.ipynb", out))
