@@ -114,8 +114,13 @@ def step(
     state: ControllerState,
     loss: jax.typing.ArrayLike,
     reward: jax.typing.ArrayLike | None = None,
+    align: jax.typing.ArrayLike | None = None,
 ) -> ControllerState:
   """Consumes one loss (and reward) and returns the next state.
+
+  ``align``, stable mode: the cosine between the parameters' last two
+  window displacements when one was measured at this step, else NaN; None
+  where the caller does not see the updates (see ``_stable.drift``).
 
   A non-finite loss is a step with no metrics (the seed's ``step()`` without
   ``step_loss``): statistics are left alone, timers still advance. A
@@ -125,8 +130,10 @@ def step(
   dtype = state.stored_rate.dtype
   loss = jnp.asarray(loss).astype(dtype)
   reward = None if reward is None else jnp.asarray(reward).astype(dtype)
-  policy = _reference_step if cfg.mode == "reference" else _stable_step
-  return pack(policy(hp, cfg, state.unpack(), loss, reward), cfg)
+  if cfg.mode == "reference":
+    return pack(_reference_step(hp, cfg, state.unpack(), loss, reward), cfg)
+  align = None if align is None else jnp.asarray(align).astype(dtype)
+  return pack(_stable_step(hp, cfg, state.unpack(), loss, reward, align), cfg)
 
 
 # ---------------------------------------------------------------------------
@@ -314,7 +321,16 @@ def _reference_step(hp, cfg, state, loss, reward):
 # Stable semantics.
 
 
-def _stable_step(hp, cfg, state, loss, reward):
+def reads_alignment(cfg: Config) -> bool:
+  """Whether the drift rule runs: stable mode, not switched off, and no
+  reward (the loss then decides nothing) or cosine overlay (its applied rate
+  swings 10x within a period: a displacement measured at its trough says
+  nothing of its peak)."""
+  return (cfg.mode == "stable" and "drift" in cfg.rules
+          and not cfg.use_reward and not cfg.use_cosine)
+
+
+def _stable_step(hp, cfg, state, loss, reward, align=None):
   """One step of the stable policy: the rules of ``_stable``, in order."""
   dtype = state.stored_rate.dtype
   c = lambda x: jnp.asarray(x, dtype)
@@ -346,7 +362,9 @@ def _stable_step(hp, cfg, state, loss, reward):
     # once (one hard rollout, a run of spikes, while the return dips), which
     # cut the rate ~1e-6-fold late in PPO on CartPole.
     burst = nonfinite if cfg.use_reward else is_spike | nonfinite
+    before_cut = rate
     state, rate = _stable.explosion(hp, state, burst, has_loss, rate, c)
+    state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
@@ -374,9 +392,18 @@ def _stable_step(hp, cfg, state, loss, reward):
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
                                            is_spike, c)
   if "runaway" in rules:
+    before_cut = rate
     state, rate, _ = _stable.runaway(hp, state, ev, rate, c, guards_off)
+    state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
   if cfg.use_reward and "reward" in rules:
     state, rate, m = _stable.reward(hp, state, ev, rate, m, cfg.has_momentum, c)
+
+  if align is not None and reads_alignment(cfg):
+    # Not in the horizon's final decay: a displacement measured at a
+    # decayed rate says nothing of the rate it would grow.
+    decaying = _stable.horizon_factor(hp, before.num_steps, dtype) < 1
+    state, rate, _ = _stable.drift(
+        hp, state, ev, jnp.where(decaying, jnp.nan, align), rate, c)
 
   ssi = jnp.where(
       ev.better | state.probing, 0,

@@ -16,6 +16,9 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
   :func:`explosion` -- three in a row cut the rate.
 * :func:`reward` -- with ``use_reward=True`` the reward's trend, not the
   loss's, nudges the rate.
+* :func:`drift` -- parameters that keep moving one way, window after window,
+  while the loss shows no progress beyond its noise, grow the rate (the
+  update-side evidence, where the transformation sees the updates).
 * :func:`patience` -- a stalled loss halves the rate on trial: the drop is
   undone when the loss did not fall after it.
 * :func:`modulate` -- the seed's variance damping, the cosine overlay and the
@@ -34,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 RULES = ("warmup", "probe", "runaway", "spike", "reward", "patience",
-         "damping")
+         "damping", "drift")
 # Significant: beyond two standard errors (a one-sided false-alarm rate of
 # 2.3% per decision on Gaussian window means).
 _Z = 2.0
@@ -337,6 +340,83 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
       reward_ref=jnp.where(fresh & (better | worse), state.prev_reward,
                            state.reward_ref))
   return state, rate, momentum
+
+
+# The cosine between two consecutive windows' parameter displacements above
+# which the parameters travel in one direction (see drift()).
+ALIGN = 0.9
+
+
+def drift(hp, state, ev: Evidence, align, rate, c):
+  """Parameters that keep moving one way, while the loss shows no progress
+  beyond its noise, grow the rate by ``probe_growth``.
+
+  ``align`` is the cosine between the parameters' displacement over the last
+  window of W updates and over the window before (NaN when not measured this
+  step, see :mod:`adaptive_optax._displacement`); the rule reads the last
+  one at each decided window. In a noise ball near the best rate
+  consecutive displacements are uncorrelated or point back; far below it
+  the parameters keep travelling down the same slope (``align >= ALIGN``)
+  while each window's fall is lost in the loss's noise, so the loss's own
+  rules (the probe) see nothing. Where the loss does fall beyond its band,
+  the rule leaves the rate to them: a smooth descent (a full batch, say)
+  moves the parameters one way at every stable rate, and there the cosine
+  says nothing of where the rate becomes unstable. It never acts in the
+  warm-up; the probe, when on, measures its next segment from the grown
+  rate (a failure of that segment cannot undo the growth).
+
+  Each growth is on trial for two windows (the first is half at each rate),
+  neither of which may be worse than the one before beyond the band, else
+  it is undone; no growth while one is on trial. A divergence under
+  momentum can take longer to show: the first guard cut after a growth caps
+  the rule at half the rate it cut (``drift_ceiling``, :func:`mark_ceiling`).
+
+  Null evidence: displacements that are noise (a random walk, or a
+  mean-reverting one) have a cosine at or below 0 on average; for isotropic
+  noise in d dimensions its square is Beta(1/2, (d-1)/2), so it exceeds 0.9
+  with probability 8e-5 at d = 10 and 1e-19 at d = 50; a displacement
+  spread over fewer than ``MIN_SPREAD`` effective coordinates reports no
+  cosine. Momentum correlates consecutive windows: with memory ``1/(1-b)``
+  steps the test holds for ``1/(1-b)`` well below W (b = 0.9 at W = 20). A
+  loss stream alone (``simulate``, the PyTorch and Keras front ends) carries
+  no displacement: the rule never fires.
+  """
+  # The displacement's windows count updates, the loss's count finite
+  # losses: the last cosine waits for the loss's next decision.
+  align = jnp.where(jnp.isnan(align), state.drift_align, align)
+  state = state._replace(drift_align=jnp.where(ev.decide, -2, align))
+  g = c(hp.probe_growth)
+  undo = ev.known & (state.drift_trial > 0) & ev.worse
+  rate = jnp.where(undo, rate / g, rate)
+  on_trial = ~undo & ((state.drift_trial > 1)
+                      | ((state.drift_trial > 0) & ~ev.known))
+  room = (state.drift_ceiling <= 0) | (
+      rate * g <= state.drift_ceiling * (1 + 1e-6))
+  fire = (ev.known & (align >= ALIGN) & ~ev.better & (state.warmup >= 1)
+          & room & ~undo & ~on_trial)
+  trial = jnp.where(ev.known, jnp.maximum(state.drift_trial - 1, 0),
+                    state.drift_trial)
+  # The probe goes on from the grown rate: a new segment, measured from the
+  # next window, whose failure cannot undo this growth.
+  state = state._replace(
+      probe_windows=jnp.where(fire, -1, state.probe_windows).astype(jnp.int32),
+      probe_base=jnp.where(fire, 0, state.probe_base),
+      probe_prev_speed=jnp.where(fire, 0, state.probe_prev_speed),
+      drift_trial=jnp.where(fire, 2, jnp.where(undo, 0, trial)).astype(
+          jnp.int32),
+      drift_grew=(state.drift_grew | fire) & ~undo)
+  return state, jnp.where(fire, rate * g, rate), fire
+
+
+def mark_ceiling(hp, state, before, after, c):
+  """The first guard cut (``after < before``) after a drift growth caps the
+  drift rule below the rate it cut: ``drift_ceiling = before / g``. Later
+  cuts of the same divergence say nothing of the rates below."""
+  first = (after < before) & state.drift_grew
+  return state._replace(
+      drift_ceiling=jnp.where(first, before / c(hp.probe_growth),
+                              state.drift_ceiling),
+      drift_grew=state.drift_grew & ~first)
 
 
 def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):

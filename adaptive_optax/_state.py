@@ -85,6 +85,10 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("probe_ref_var", FLOAT, 0.0, "stable: that window's noise variance."),
     ("guard_low", FLOAT, 0.0, "stable: lowest window mean since the last "
      "runaway cut."),
+    ("drift_align", FLOAT, -2.0, "stable: the last cosine between two "
+     "windows' displacements (-2: none since the last decision)."),
+    ("drift_ceiling", FLOAT, 0.0, "stable: the drift rule grows the rate to "
+     "at most this (0: no limit yet)."),
     ("guard_anchor", FLOAT, 0.0, "stable: window mean at the last runaway cut "
      "(0: none); the next cut needs the loss to double from here."),
     ("trial_ref", FLOAT, 0.0, "stable: window mean when the patience drop on "
@@ -108,6 +112,10 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("has_reward_ema", BOOL, False, "a finite reward has been seen."),
     ("has_prev_reward", BOOL, False, "prev_reward is set."),
     ("has_prev_window", BOOL, False, "a window has been decided."),
+    ("drift_trial", INT, 0, "stable: windows until the drift rule's last "
+     "growth is judged (2: the next settles, 1: the next is judged)."),
+    ("drift_grew", BOOL, False, "stable: the drift rule grew the rate since "
+     "the last guard cut (the next cut then sets drift_ceiling)."),
     ("probing", BOOL, lambda s: (s.cfg.mode == "stable" and not
                                  s.cfg.use_reward and "probe" in s.cfg.rules),
      "stable: start-up probe still growing the rate."),

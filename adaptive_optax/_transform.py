@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from adaptive_optax import _displacement
 from adaptive_optax import _options
 from adaptive_optax import _policy
 from adaptive_optax import presets as _presets
@@ -19,6 +20,10 @@ class AdaptiveScaleState(NamedTuple):
   """State of :func:`adaptive_scale`."""
 
   controller: ControllerState  # the policy's state; its rate is the scale.
+  # The parameters' recent displacement, sampled: the drift rule's input
+  # (kept in every configuration, so that a state's structure does not
+  # depend on its switches and restoring one names the switch that differs).
+  displacement: _displacement.Displacement
 
 
 class AdaptiveHyperparamsState(NamedTuple):
@@ -26,6 +31,7 @@ class AdaptiveHyperparamsState(NamedTuple):
 
   controller: ControllerState  # the policy's state; its rate is the LR.
   optimizer_state: Any  # the inner optimizer's inject_hyperparams state.
+  displacement: _displacement.Displacement  # see AdaptiveScaleState.
 
 
 def stats_dtype(params) -> jnp.dtype:
@@ -136,6 +142,10 @@ def adaptive_scale(
   from windows of ``var_window`` losses, one rule each
   (``adaptive_optax._stable``): a warm-up from ``start_scale``; a probe that
   grows the scale by ``probe_growth`` while that speeds the loss's fall; a
+  growth by ``probe_growth`` while the parameters keep moving one way from
+  window to window and the loss's fall is lost in its noise (the drift
+  rule, which reads the updates: about 4,096 sampled coordinates per
+  window, in ``state.displacement``); a
   cut by ``big_drop`` when the loss keeps rising above ``guard_ratio`` times
   its lowest level, or spikes three times in a row; a drop by ``big_drop``
   on trial after ``patience`` steps without progress (undone if the loss did
@@ -204,8 +214,8 @@ def adaptive_scale(
     decay_fraction: stable mode: see ``total_steps``.
     rules: stable mode: the rules that run, a subset of
       ``("warmup", "probe", "runaway", "spike", "reward", "patience",
-      "damping")`` (static; default all; the warm-up needs the probe, and
-      without it the probe starts at the given rate). For ablations: each
+      "damping", "drift")`` (static; default all; the warm-up needs the
+      probe, and without it the probe starts at the given rate). For ablations: each
       rule is one function of ``adaptive_optax._stable``.
     axis_name: when set, the loss and reward are ``pmean``-ed over this axis
       so replicas stay identical.
@@ -242,21 +252,30 @@ def adaptive_scale(
   hp, cfg = _options.build_policy(kwargs, _options.SCALE_BOUNDS,
                                   "adaptive_scale")
 
+  tracks = _policy.reads_alignment(cfg)
+
   def init_fn(params):
+    dtype = stats_dtype(params)
     return AdaptiveScaleState(
-        controller=_policy.init(hp, cfg, 1.0, 0.0, stats_dtype(params)))
+        controller=_policy.init(hp, cfg, 1.0, 0.0, dtype),
+        displacement=_displacement.init(params, dtype))
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     del params
     loss, reward = _signals(cfg, value, extra_args, axis_name)
-    ctrl = state.controller
+    ctrl, disp = state.controller, state.displacement
     if cfg.mode == "reference":  # the seed decides after the step
       updates = _scale_tree(updates, ctrl.applied_rate)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
     else:  # the loss at these params is known: use it now
-      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+      align = None
+      if tracks:
+        align, disp = _displacement.close(disp, cfg.var_window)
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates = _scale_tree(updates, ctrl.applied_rate)
-    return updates, AdaptiveScaleState(controller=ctrl)
+      if tracks:
+        disp = _displacement.add(disp, updates)
+    return updates, AdaptiveScaleState(controller=ctrl, displacement=disp)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -416,15 +435,19 @@ def adaptive_hyperparams(
   static = _static_args(factory, extra, inject)
   inner = optax.inject_hyperparams(factory, static_args=static)(
       **inject_args, **extra)
+  tracks = _policy.reads_alignment(cfg)
 
   def init_fn(params):
+    dtype = stats_dtype(params)
     ctrl = _policy.init(hp, cfg, learning_rate,
-                        momentum if has_momentum else 0.0, stats_dtype(params))
+                        momentum if has_momentum else 0.0, dtype)
     opt_state = _inject(inner.init(params), ctrl)
     # Donation needs distinct buffers; astype to the same dtype would alias.
     opt_state = opt_state._replace(
         hyperparams=jax.tree.map(jnp.copy, opt_state.hyperparams))
-    return AdaptiveHyperparamsState(controller=ctrl, optimizer_state=opt_state)
+    return AdaptiveHyperparamsState(
+        controller=ctrl, optimizer_state=opt_state,
+        displacement=_displacement.init(params, dtype))
 
   def _inject(opt_state, ctrl):
     hps = dict(opt_state.hyperparams)
@@ -438,15 +461,22 @@ def adaptive_hyperparams(
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
     loss, reward = _signals(cfg, value, extra_args, axis_name)
     ctrl, opt_state = state.controller, state.optimizer_state
+    disp = state.displacement
     if cfg.mode == "reference":
       updates, opt_state = inner.update(updates, opt_state, params,
                                         value=value, **extra_args)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
     else:
-      ctrl = _policy.step(hp, cfg, ctrl, loss, reward)
+      align = None
+      if tracks:
+        align, disp = _displacement.close(disp, cfg.var_window)
+      ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates, opt_state = inner.update(
           updates, _inject(opt_state, ctrl), params, value=value, **extra_args)
+      if tracks:
+        disp = _displacement.add(disp, updates)
     return updates, AdaptiveHyperparamsState(
-        controller=ctrl, optimizer_state=_inject(opt_state, ctrl))
+        controller=ctrl, optimizer_state=_inject(opt_state, ctrl),
+        displacement=disp)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -77,6 +77,9 @@ def variants(opt_name: str):
       "plain (A/A)": (opt(), {}),
       "+adaptive_scale": (optax.chain(opt(), ao.adaptive_scale(**ALL_POLICIES)),
                           {"reward": True}),
+      # The defaults: no reward or cosine, so the drift rule runs and the
+      # step also samples and sums the updates' displacement.
+      "+adaptive_scale()": (optax.chain(opt(), ao.adaptive_scale()), {}),
       "+reduce_on_plateau": (
           optax.chain(opt(), optax.contrib.reduce_on_plateau()), {}),
       "+two-scalar state (control)": (

@@ -145,8 +145,8 @@ def _vrun(task, build, args, seeds, steps, reward=False):
   return _execute([_column(task, build, args, seeds, steps, reward)])[0]
 
 
-ABLATE = ("warmup", "probe", "runaway", "spike", "patience", "damping",
-          "reward")
+ABLATE = ("warmup", "probe", "drift", "runaway", "spike", "patience",
+          "damping", "reward")
 
 
 def run_task(task, seeds, steps, ablation=False):

@@ -35,11 +35,11 @@ def test_nonfinite_loss_is_skipped_by_the_statistics(mode, bad):
   clean = jnp.asarray([1.0, 0.8, 0.7, 0.6])
   dirty = jnp.asarray([1.0, 0.8, bad, 0.7, 0.6])
   tx = ao.adaptive_scale(mode=mode, var_window=3)
-  c, _ = run_updates(tx, clean)
-  d, _ = run_updates(tx, dirty)
-  c, d = c.controller, d.controller
+  c_state, _ = run_updates(tx, clean)
+  d_state, _ = run_updates(tx, dirty)
+  c, d = c_state.controller, d_state.controller
   np.testing.assert_allclose(d.loss_ema, c.loss_ema, rtol=1e-6)
-  mc, vc = ao.metrics(ao.AdaptiveScaleState(c)), ao.metrics(ao.AdaptiveScaleState(d))
+  mc, vc = ao.metrics(c_state), ao.metrics(d_state)
   np.testing.assert_allclose(vc["loss_variance"], mc["loss_variance"], rtol=1e-5)
   assert int(d.num_steps) == int(c.num_steps) + 1  # the step still counted
 
