@@ -1,11 +1,14 @@
 """The parameters' displacement per window, sampled: the drift rule's input.
 
-The transformation sees each step's update. Summed over a window of W steps
-it is the parameters' displacement over that window; the cosine between two
-consecutive windows' displacements says whether the parameters keep moving
-one way (see :func:`adaptive_optax._stable.drift`). A fixed stride through
-every leaf keeps at most about :data:`SKETCH_SIZE` coordinates, so the cost
-per step is a strided copy and two small vectors whatever the model's size.
+The cosine between two consecutive windows' displacements says whether the
+parameters keep moving one way (see :func:`adaptive_optax._stable.drift`).
+The displacement is read from the parameters the transformation is given
+(``update(..., params)``): at each window's end, the sampled parameters
+minus those at its start. A fixed stride through every leaf keeps at most
+about :data:`SKETCH_SIZE` coordinates, so the cost per step is a strided
+read of the parameters and a few small vectors whatever the model's size.
+(Sampling the updates instead made XLA write the whole update tree out
+once more per step: 1.3-1.6x the plain optimizer's step at 1M parameters.)
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ MIN_SPREAD = 8.0
 
 
 class Displacement(NamedTuple):
-  """Two windows of sampled updates."""
+  """The sampled parameters at the window's start, and the last window."""
 
-  current: jax.Array  # (m,): sum of this window's sampled updates so far.
-  previous: jax.Array  # (m,): the same over the last full window (0: none).
-  steps: jax.Array  # int32: updates summed into ``current``.
+  start: jax.Array  # (m,): the sampled parameters when this window began.
+  previous: jax.Array  # (m,): the last full window's displacement (0: none).
+  steps: jax.Array  # int32: updates since this window began.
 
 
 def _stride(leaves) -> int:
@@ -48,33 +51,35 @@ def sample(tree, dtype) -> jax.Array:
 
 
 def init(params, dtype) -> Displacement:
-  zero = jnp.zeros_like(sample(params, dtype))
-  return Displacement(current=zero, previous=jnp.copy(zero),
+  start = sample(params, dtype)
+  return Displacement(start=start, previous=jnp.zeros_like(start),
                       steps=jnp.zeros((), jnp.int32))
 
 
-def close(disp: Displacement, window: int):
-  """At a full window: the cosine with the window before (else NaN), and the
-  window moved to ``previous``."""
-  full = disp.steps >= window
-  cur, prev = disp.current, disp.previous
+def step(disp: Displacement, params, window: int):
+  """One update's bookkeeping, given the parameters it starts from.
+
+  Returns the cosine between the window that ends here and the one before
+  (NaN unless a window of ``window`` updates ends here, both moved, and the
+  new one is spread over ``MIN_SPREAD`` effective coordinates) and the next
+  state. ``params=None`` (not given to ``update``): NaN, state unchanged.
+  """
+  if params is None:
+    return jnp.asarray(jnp.nan, disp.start.dtype), disp
+  now = sample(params, disp.start.dtype)
+  cur = now - disp.start
+  # Non-finite parameters (a diverged step) leave no displacement.
+  cur = jnp.where(jnp.isfinite(cur), cur, 0)
+  prev = disp.previous
   sq = jnp.vdot(cur, cur)
-  dot = jnp.vdot(cur, prev)
   norms = sq * jnp.vdot(prev, prev)
   spread = sq * sq >= MIN_SPREAD * jnp.sum(cur ** 4)
+  full = disp.steps >= window
   ok = full & (norms > 0) & spread
-  align = jnp.where(ok, dot * jax.lax.rsqrt(jnp.where(ok, norms, 1)), jnp.nan)
+  align = jnp.where(ok, jnp.vdot(cur, prev) * jax.lax.rsqrt(
+      jnp.where(ok, norms, 1)), jnp.nan)
   disp = Displacement(
-      current=jnp.where(full, 0, disp.current),
-      previous=jnp.where(full, disp.current, disp.previous),
-      steps=jnp.where(full, 0, disp.steps).astype(jnp.int32))
+      start=jnp.where(full, now, disp.start),
+      previous=jnp.where(full, cur, prev),
+      steps=(jnp.where(full, 0, disp.steps) + 1).astype(jnp.int32))
   return align, disp
-
-
-def add(disp: Displacement, updates) -> Displacement:
-  """Adds one step's (scaled) update; a non-finite coordinate adds 0, so
-  one bad step cannot silence the rule for the rest of the run."""
-  step = sample(updates, disp.current.dtype)
-  return disp._replace(
-      current=disp.current + jnp.where(jnp.isfinite(step), step, 0),
-      steps=(disp.steps + 1).astype(jnp.int32))

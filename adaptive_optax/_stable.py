@@ -18,7 +18,7 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
   loss's, nudges the rate.
 * :func:`drift` -- parameters that keep moving one way, window after window,
   while the loss shows no progress beyond its noise, grow the rate (the
-  update-side evidence, where the transformation sees the updates).
+  parameter-side evidence, where the transformation is given ``params``).
 * :func:`patience` -- a stalled loss halves the rate on trial: the drop is
   undone when the loss did not fall after it.
 * :func:`modulate` -- the seed's variance damping, the cosine overlay and the

@@ -144,8 +144,9 @@ def adaptive_scale(
   grows the scale by ``probe_growth`` while that speeds the loss's fall; a
   growth by ``probe_growth`` while the parameters keep moving one way from
   window to window and the loss's fall is lost in its noise (the drift
-  rule, which reads the updates: about 4,096 sampled coordinates per
-  window, in ``state.displacement``); a
+  rule; it reads ``params``, about 4,096 sampled coordinates, in
+  ``state.displacement``, and does not run when ``update`` is not given
+  them); a
   cut by ``big_drop`` when the loss keeps rising above ``guard_ratio`` times
   its lowest level, or spikes three times in a row; a drop by ``big_drop``
   on trial after ``patience`` steps without progress (undone if the loss did
@@ -261,7 +262,6 @@ def adaptive_scale(
         displacement=_displacement.init(params, dtype))
 
   def update_fn(updates, state, params=None, *, value=None, **extra_args):
-    del params
     loss, reward = _signals(cfg, value, extra_args, axis_name)
     ctrl, disp = state.controller, state.displacement
     if cfg.mode == "reference":  # the seed decides after the step
@@ -270,11 +270,9 @@ def adaptive_scale(
     else:  # the loss at these params is known: use it now
       align = None
       if tracks:
-        align, disp = _displacement.close(disp, cfg.var_window)
+        align, disp = _displacement.step(disp, params, cfg.var_window)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates = _scale_tree(updates, ctrl.applied_rate)
-      if tracks:
-        disp = _displacement.add(disp, updates)
     return updates, AdaptiveScaleState(controller=ctrl, displacement=disp)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
@@ -469,12 +467,10 @@ def adaptive_hyperparams(
     else:
       align = None
       if tracks:
-        align, disp = _displacement.close(disp, cfg.var_window)
+        align, disp = _displacement.step(disp, params, cfg.var_window)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates, opt_state = inner.update(
           updates, _inject(opt_state, ctrl), params, value=value, **extra_args)
-      if tracks:
-        disp = _displacement.add(disp, updates)
     return updates, AdaptiveHyperparamsState(
         controller=ctrl, optimizer_state=_inject(opt_state, ctrl),
         displacement=disp)

@@ -27,7 +27,7 @@ SCRIPTS = {
     "overhead": (
         ["--sizes", "1000", "--optimizers", "sgd+momentum", "--rounds", "2",
          "--steps", "2"],
-        "us/step (median)", 5),
+        "us/step (median)", 6),
     "host_sync": (["--models", "seed_demo", "--steps", "5", "--rounds", "1"],
                   "us/step (median)", 5),
     "controller_alone": (["--steps", "300", "--rounds", "1"],
