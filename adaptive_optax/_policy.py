@@ -120,7 +120,7 @@ def step(
 
   ``align``, stable mode: the cosine between the parameters' last two
   window displacements when one was measured at this step, else NaN; None
-  where the caller does not see the updates (see ``_stable.drift``).
+  where the caller does not see the parameters (see ``_stable.drift``).
 
   A non-finite loss is a step with no metrics (the seed's ``step()`` without
   ``step_loss``): statistics are left alone, timers still advance. A

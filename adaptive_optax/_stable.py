@@ -388,12 +388,12 @@ def drift(hp, state, ev: Evidence, align, rate, c):
   g = c(hp.probe_growth)
   undo = ev.known & (state.drift_trial > 0) & ev.worse
   rate = jnp.where(undo, rate / g, rate)
-  on_trial = ~undo & ((state.drift_trial > 1)
-                      | ((state.drift_trial > 0) & ~ev.known))
   room = (state.drift_ceiling <= 0) | (
       rate * g <= state.drift_ceiling * (1 + 1e-6))
+  # A growth on trial is judged (or undone) at this window at the earliest:
+  # none while its settling window runs.
   fire = (ev.known & (align >= ALIGN) & ~ev.better & (state.warmup >= 1)
-          & room & ~undo & ~on_trial)
+          & room & ~undo & (state.drift_trial <= 1))
   trial = jnp.where(ev.known, jnp.maximum(state.drift_trial - 1, 0),
                     state.drift_trial)
   # The probe goes on from the grown rate: a new segment, measured from the

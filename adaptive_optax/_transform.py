@@ -216,8 +216,8 @@ def adaptive_scale(
     rules: stable mode: the rules that run, a subset of
       ``("warmup", "probe", "runaway", "spike", "reward", "patience",
       "damping", "drift")`` (static; default all; the warm-up needs the
-      probe, and without it the probe starts at the given rate). For ablations: each
-      rule is one function of ``adaptive_optax._stable``.
+      probe, and without it the probe starts at the given rate). For
+      ablations: each rule is one function of ``adaptive_optax._stable``.
     axis_name: when set, the loss and reward are ``pmean``-ed over this axis
       so replicas stay identical.
     preset: a name from :data:`adaptive_optax.presets.PRESETS` (or a

@@ -1,7 +1,7 @@
 """The drift rule: the parameters' displacement, window after window.
 
-Its evidence comes from the parameters the transformation is given, so these tests
-train (closed loops) where ``tests/test_null_evidence.py`` feeds losses alone.
+Its evidence comes from the parameters the transformation is given, so these
+tests train (closed loops) where ``tests/test_null_evidence.py`` feeds losses alone.
 Each checks a statement of ``adaptive_optax._stable.drift`` or of
 ``adaptive_optax._displacement``.
 """

@@ -155,18 +155,18 @@ def pmap_report():
         updates, state = tx.update(grads, state, params, value=loss)
         params = optax.apply_updates(params, updates)
         return (params, state), (state.controller,
-                                 jax.lax.pmean(loss, "batch"), grads)
-      (p, _), (ctrls, mean_loss, grads) = jax.lax.scan(
+                                 jax.lax.pmean(loss, "batch"))
+      (p, _), (ctrls, mean_loss) = jax.lax.scan(
           body, (params, tx.init(params)), jnp.arange(PMAP_STEPS))
-      return p, ctrls, (mean_loss, grads)
+      return p, ctrls, mean_loss
     return train(tx_ax), train(tx_no)
 
   xs, ys = jax.jit(jax.vmap(batch))(jnp.arange(PMAP_STEPS))  # (T, D, B, ...)
   rep = jax.tree.map(
       lambda a: np.broadcast_to(np.asarray(a), (N_DEVICES,) + a.shape), params0)
   run = jax.pmap(device_run, axis_name="batch", in_axes=(0, None, None))
-  (params_ax, ctrls_ax, (mean_loss, mean_grads)), (params_no, ctrls_no, _) = (
-      jax.device_get(run(rep, xs, ys)))
+  (params_ax, ctrls_ax, mean_loss), (params_no, ctrls_no, _) = jax.device_get(
+      run(rep, xs, ys))
 
   def spread(tree):  # largest difference between any device and device 0
     return _max_abs(jax.tree.map(lambda a: a[1:], tree),
@@ -174,16 +174,15 @@ def pmap_report():
                                  tree))
 
   @jax.jit
-  def single(losses, grads):
-    """On one device: the controller replaying the all-reduced losses and
-    gradients (the drift rule reads the updates), and training on the union
-    of the 8 shards' batches."""
+  def single(losses):
+    """On one device: the controller replaying the all-reduced losses, and
+    training on the union of the 8 shards' batches."""
     p1 = params0
-    def replay_body(state, loss_grads):
-      loss, g = loss_grads
-      _, state = tx1.update(g, state, p1, value=loss)
+    zeros = jax.tree.map(jnp.zeros_like, p1)
+    def replay_body(state, loss):
+      _, state = tx1.update(zeros, state, p1, value=loss)
       return state, state.controller
-    replayed = jax.lax.scan(replay_body, tx1.init(p1), (losses, grads))[1]
+    replayed = jax.lax.scan(replay_body, tx1.init(p1), losses)[1]
     def body(carry, t):
       params, state = carry
       x, y = batch(t)
@@ -194,8 +193,7 @@ def pmap_report():
     (params, _), ctrls = jax.lax.scan(body, (params0, tx1.init(params0)),
                                       jnp.arange(PMAP_STEPS))
     return replayed, params, ctrls
-  replayed, params_1, ctrls_1 = jax.device_get(
-      single(mean_loss[0], jax.tree.map(lambda a: a[0], mean_grads)))
+  replayed, params_1, ctrls_1 = jax.device_get(single(mean_loss[0]))
   ctrl_dev0 = jax.tree.map(lambda a: a[0], ctrls_ax)
   ys = np.asarray(ys)
   return dict(
