@@ -351,7 +351,7 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
 
   # A spike damps its own step and leaves the window, which restarts after
   # it, so it inflates neither the noise band nor the next decision; it also
-  # stops the warm-up, and three in a row cut the rate.
+  # stops the warm-up, and a run of three cuts the rate (explosion).
   step_factor = c(1.0)
   is_spike = jnp.zeros((), bool)
   if "spike" in rules:
@@ -363,7 +363,8 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     # cut the rate ~1e-6-fold late in PPO on CartPole.
     burst = nonfinite if cfg.use_reward else is_spike | nonfinite
     before_cut = rate
-    state, rate = _stable.explosion(hp, state, burst, has_loss, rate, c)
+    state, rate = _stable.explosion(hp, cfg, state, burst, has_loss, loss,
+                                       rate, c)
     state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(

@@ -13,7 +13,8 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
 * :func:`runaway` -- a loss that keeps rising far above its lowest level cuts
   the rate, however slowly it rises.
 * :func:`spike` -- one loss far above the recent level damps that step alone;
-  :func:`explosion` -- three in a row cut the rate.
+  :func:`explosion` -- a run of three (ended only by a return to the
+  last window's level) cuts the rate.
 * :func:`reward` -- with ``use_reward=True`` the reward's trend, not the
   loss's, nudges the rate.
 * :func:`drift` -- parameters that keep moving one way, window after window,
@@ -63,23 +64,39 @@ class Evidence(NamedTuple):
   worse: jax.Array  # bool: known and -gain beyond the noise band.
 
 
-def explosion(hp, state, is_spike, has_loss, rate, c):
-  """Three spikes in a row halve the rate (``big_drop``), and every further
-  one again: a divergence under momentum explodes within a window, faster
-  than any window rule can see. With a reward the caller passes non-finite
-  losses only: consecutive policy-gradient losses share a rollout, so one
-  hard rollout is a run of spikes.
+def explosion(hp, cfg, state, is_spike, has_loss, loss, rate, c):
+  """A run of three spikes, each higher than the last, halves the rate
+  (``big_drop``), and every further one again: a divergence under momentum
+  explodes within a window, faster than any window rule can see.
 
-  Null evidence: a spike has probability 3e-5 per step under Gaussian noise
-  (about 1% under lognormal noise of sigma 1), so three in a row about
-  1e-6 per step -- for independent losses; losses that share data spike
-  together, which is why a reward's run counts only non-finite ones.
+  A run is ended by a calm loss back at the level of the last decided
+  window (at or below its mean; before the first, the loss EMA), or by
+  ``W`` calm losses that close a window -- not by any calm loss: a
+  divergence that goes by turns (a spike, damped, then calm losses well
+  above the old level, then a bigger spike) reached NaN between runs of
+  two. A spike no higher than the run's last neither counts nor ends it: a
+  divergence grows, heavy-tailed noise does not. With a reward the caller passes non-finite losses only: consecutive
+  policy-gradient losses share a rollout, so one hard rollout is a run of
+  spikes (and a non-finite loss always counts).
+
+  Null evidence (independent losses, measured in
+  ``tests/test_null_evidence.py``): none under Gaussian or Student-t noise;
+  under lognormal noise of sigma 1, where 3% of the losses are spikes,
+  about one cut per 10,000 steps.
   """
-  run = jnp.where(is_spike, state.spikes + 1,
-                  jnp.where(has_loss, 0, state.spikes)).astype(jnp.int32)
-  fire = run >= 3
-  return state._replace(spikes=jnp.minimum(run, 3)), jnp.where(
-      fire, rate * c(hp.big_drop), rate)
+  calm = has_loss & ~is_spike
+  level = jnp.where(state.has_prev_window, state.prev_window_mean,
+                    state.loss_ema)
+  back = calm & ((loss <= level) | (state.window_steps + 1 >= cfg.var_window))
+  higher = ~has_loss | (state.spikes == 0) | (loss > state.spike_peak)
+  counts = is_spike & higher
+  run = jnp.where(counts, state.spikes + 1,
+                  jnp.where(back, 0, state.spikes)).astype(jnp.int32)
+  peak = jnp.where(counts & has_loss, loss, state.spike_peak)
+  fire = counts & (run >= 3)
+  return state._replace(spikes=jnp.minimum(run, 3),
+                        spike_peak=peak.astype(state.spike_peak.dtype)
+                        ), jnp.where(fire, rate * c(hp.big_drop), rate)
 
 
 def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:

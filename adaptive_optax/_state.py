@@ -91,6 +91,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
      "at most this (0: no limit yet)."),
     ("guard_anchor", FLOAT, 0.0, "stable: window mean at the last runaway cut "
      "(0: none); the next cut needs the loss to double from here."),
+    ("spike_peak", FLOAT, 0.0, "stable: the highest loss of the current "
+     "run of spikes (the next must beat it to count)."),
     ("trial_ref", FLOAT, 0.0, "stable: window mean when the patience drop on "
      "trial was made."),
     ("loss_window", WINDOW, 0.0, "ring buffer of raw losses."),
@@ -105,7 +107,7 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, 0, "stable: windows into the probe's current "
      "segment (-1: its first window, after a change of rate, is to come)."),
-    ("spikes", INT, 0, "stable: consecutive spikes (saturates at 3)."),
+    ("spikes", INT, 0, "stable: spikes in the current run (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
     ("has_prev_loss", BOOL, False, "prev_loss is set."),

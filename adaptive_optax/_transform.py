@@ -146,11 +146,10 @@ def adaptive_scale(
   window to window and the loss's fall is lost in its noise (the drift
   rule; it reads ``params``, about 4,096 sampled coordinates, in
   ``state.displacement``, and does not run when ``update`` is not given
-  them); a
-  cut by ``big_drop`` when the loss keeps rising above ``guard_ratio`` times
-  its lowest level, or spikes three times in a row; a drop by ``big_drop``
-  on trial after ``patience`` steps without progress (undone if the loss did
-  not fall after it; ``cooldown``, ``cooldown_ratio``); with
+  them); a cut by ``big_drop`` when the loss keeps rising above
+  ``guard_ratio`` times its lowest level, or spikes in a growing run (three,
+  each higher); a drop by ``big_drop`` on trial after ``patience`` steps
+  without progress (undone if the loss did not fall after it; ``cooldown``, ``cooldown_ratio``); with
   ``use_reward=True`` the reward's trend (``reward_up``/``reward_down``)
   instead of the loss's; variance damping, the cosine overlay (``T0``,
   ``T_mult``) and, with ``total_steps``, a final decay modulate the applied

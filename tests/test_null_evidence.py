@@ -61,13 +61,8 @@ def test_trendless_streams_keep_the_scale_within_bounds(use_cosine):
   lo, hi = scales.min(axis=1), scales.max(axis=1)
   bad = [(s, float(a), float(b)) for s, a, b in zip(NULL_STREAMS, lo, hi)
          if not (a >= 1e-3 and b <= 10)]
-  if use_cosine and [b[0] for b in bad] == ["lognormal:1.0"]:
-    # A known miss, reported in the docs: lognormal noise of sigma 1 (130%
-    # relative) spikes during the warm-up, which cuts the rate there; until
-    # the probe restores the given rate (~200 steps) the cosine trough (x0.1)
-    # and the spike damping (x0.1) take the applied scale to ~5e-4 for a few
-    # steps.
-    pytest.xfail(f"lognormal:1.0 with use_cosine: {bad}")
+  # lognormal:1.0 with use_cosine was a known miss (5e-4 for a few steps)
+  # until the spike runs changed (explosion: a run ends at the level).
   assert not bad, bad
 
 
@@ -136,6 +131,49 @@ def test_a_slowly_rising_loss_is_cut_until_it_stops(rate):
   scale = np.asarray(ao.simulate(jnp.asarray(loss, jnp.float32))["scale"])
   doublings = rate * 2000 / np.log(2)
   assert scale[-1] <= 0.5 ** min(6, doublings), (scale[-1], doublings)
+
+
+def _by_turns(n_calm=100, rounds=12, seed=0):
+  """A divergence that goes by turns, as SGD+momentum at 10x the seed demo's
+  rate did: a spike (damped), then calm losses well above the old level,
+  then a bigger spike."""
+  rng = np.random.default_rng(seed)
+  calm = 1 + 0.05 * rng.normal(size=n_calm)
+  turns = [[3 * 1.6 ** k, 1.5 + 0.2 * k, 1.5 + 0.2 * k] for k in range(rounds)]
+  return np.concatenate([calm, np.ravel(turns)])
+
+
+def test_a_divergence_by_turns_is_cut():
+  # Spikes never two in a row: a run that any calm loss ended never reached
+  # three (that divergence reached NaN); the calm losses stay above the
+  # level, so the run goes on, and each spike beats the last.
+  loss = _by_turns()
+  stored = np.asarray(ao.simulate(jnp.asarray(loss, jnp.float32),
+                                  rules=("spike",))["stored_scale"])
+  assert stored[-1] <= 0.5 ** 8, stored[-1]
+  # The same spikes with a return to the level between them: no cut.
+  back = loss.copy()
+  back[100::3][1:] = 0.9
+  stored = np.asarray(ao.simulate(jnp.asarray(back, jnp.float32),
+                                  rules=("spike",))["stored_scale"])
+  assert stored[-1] == 1.0, stored[-1]
+
+
+def test_the_spike_run_false_alarm_rate_on_heavy_tails():
+  # The run's null rate (explosion's docstring): none under Gaussian or
+  # Student-t noise; under lognormal noise of sigma 1 (3% of the losses are
+  # spikes) about one cut per 10,000 steps (0.88 measured over 16 seeds;
+  # 1.9 when a spike need not beat the run's last; 0.62 for the old rule,
+  # three spikes in a row, which missed the divergence above).
+  kinds = ("gauss:0.3", "student", "lognormal:1.0")
+  losses = jnp.asarray(np.stack([_stream(k, seed=s) for k in kinds
+                                 for s in range(16)]), jnp.float32)
+  run = jax.jit(jax.vmap(lambda l: ao.simulate(l, rules=("spike",))[
+      "stored_scale"]))
+  stored = np.asarray(run(losses)).reshape(len(kinds), 16, -1)
+  cuts = (stored[..., 1:] < 0.999 * stored[..., :-1]).sum(-1).mean(-1)
+  assert cuts[0] == 0 and cuts[1] == 0, cuts
+  assert cuts[2] <= 1.5, cuts
 
 
 def _train(loss_fn, params, tx, steps, data=None):
