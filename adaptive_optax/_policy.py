@@ -355,29 +355,29 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
   step_factor = c(1.0)
   is_spike = jnp.zeros((), bool)
   if "spike" in rules:
-    is_spike, factor = _stable.spike(hp, before, loss, has_loss, c)
-    step_factor = factor
-    # With a reward, only non-finite losses count, whatever the reward does:
-    # a policy-gradient loss spikes for a whole rollout's minibatches at
-    # once (one hard rollout, a run of spikes, while the return dips), which
-    # cut the rate ~1e-6-fold late in PPO on CartPole.
-    burst = nonfinite if cfg.use_reward else is_spike | nonfinite
-    before_cut = rate
-    state, rate = _stable.explosion(hp, cfg, state, burst, has_loss, loss,
-                                       rate, c)
-    state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
+    is_spike, step_factor = _stable.spike(hp, before, loss, has_loss, c)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
         window_fill=jnp.where(is_spike, zero, state.window_fill),
         window_pos=jnp.where(is_spike, zero, state.window_pos),
     )
-    has_loss = has_loss & ~is_spike
+  seen = has_loss
+  has_loss = has_loss & ~is_spike
   state = state._replace(window_steps=jnp.where(
       is_spike, 0, jnp.where(has_loss, state.window_steps + 1,
                              state.window_steps)).astype(jnp.int32))
   mean, var = window_noise(state)
   ev = _stable.evidence(hp, cfg, state, has_loss, mean, var, c)
+  if "spike" in rules:
+    # With a reward, only non-finite losses count, whatever the reward does:
+    # a policy-gradient loss spikes for a whole rollout's minibatches at
+    # once (one hard rollout, a run of spikes, while the return dips), which
+    # cut the rate ~1e-6-fold late in PPO on CartPole.
+    burst = nonfinite if cfg.use_reward else is_spike | nonfinite
+    before_cut = rate
+    state, rate = _stable.explosion(hp, state, ev, burst, seen, loss, rate, c)
+    state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward and "warmup" in rules:

@@ -64,7 +64,7 @@ class Evidence(NamedTuple):
   worse: jax.Array  # bool: known and -gain beyond the noise band.
 
 
-def explosion(hp, cfg, state, is_spike, has_loss, loss, rate, c):
+def explosion(hp, state, ev: Evidence, is_spike, has_loss, loss, rate, c):
   """A run of three spikes, each higher than the last, halves the rate
   (``big_drop``), and every further one again: a divergence under momentum
   explodes within a window, faster than any window rule can see.
@@ -75,9 +75,10 @@ def explosion(hp, cfg, state, is_spike, has_loss, loss, rate, c):
   divergence that goes by turns (a spike, damped, then calm losses well
   above the old level, then a bigger spike) reached NaN between runs of
   two. A spike no higher than the run's last neither counts nor ends it: a
-  divergence grows, heavy-tailed noise does not. With a reward the caller passes non-finite losses only: consecutive
-  policy-gradient losses share a rollout, so one hard rollout is a run of
-  spikes (and a non-finite loss always counts).
+  divergence grows, heavy-tailed noise does not. With a reward the caller
+  passes non-finite losses only: consecutive policy-gradient losses share a
+  rollout, so one hard rollout is a run of spikes (and a non-finite loss
+  always counts).
 
   Null evidence (independent losses, measured in
   ``tests/test_null_evidence.py``): none under Gaussian or Student-t noise;
@@ -87,7 +88,7 @@ def explosion(hp, cfg, state, is_spike, has_loss, loss, rate, c):
   calm = has_loss & ~is_spike
   level = jnp.where(state.has_prev_window, state.prev_window_mean,
                     state.loss_ema)
-  back = calm & ((loss <= level) | (state.window_steps + 1 >= cfg.var_window))
+  back = calm & ((loss <= level) | ev.decide)
   higher = ~has_loss | (state.spikes == 0) | (loss > state.spike_peak)
   counts = is_spike & higher
   run = jnp.where(counts, state.spikes + 1,
