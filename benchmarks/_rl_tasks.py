@@ -118,6 +118,29 @@ def init_network(key, obs_dim: int, num_actions: int, hidden: int):
   return {"actor": actor, "critic": critic}
 
 
+def _keys(seed):
+  """A run's keys: (network, environments, rollouts)."""
+  return jax.random.split(jax.random.PRNGKey(seed), 3)
+
+
+def initial_networks(env_name: str, seeds, hidden: int):
+  """The networks :func:`train` starts from, one per seed, stacked.
+
+  Built one seed at a time (``lax.map``), never batched. The orthogonal
+  init is a LAPACK QR; batched (under ``vmap``), XLA's CPU runtime spreads
+  the batch over its intra-op thread pool and waits for it, and two such QRs
+  running at once on a 2-thread pool wait on each other forever (jaxlib
+  0.10.2: ``run_rl`` hung in ``lapack_sgeqrf_ffi``). Pass the result to
+  :func:`train` and :func:`untrained_returns` as ``params`` under ``vmap``.
+  """
+  env, env_params = make_env(env_name)
+  obs_dim = int(np.prod(env.observation_space(env_params).shape))
+  one = lambda s: init_network(_keys(s)[0], obs_dim, env.num_actions,
+                               hidden)
+  return jax.jit(lambda ss: jax.lax.map(one, ss))(
+      jnp.asarray(seeds, jnp.int32))
+
+
 def _mlp(layers, x):
   for layer in layers[:-1]:
     x = jnp.tanh(x @ layer["w"] + layer["b"])
@@ -249,7 +272,7 @@ def constant_lr(opt_state, learning_rate):
 
 def train(env_name: str, make_tx: TxFactory, learning_rate, seed,
           cfg: PPOConfig, *, reward: bool = False,
-          lr_of: LrOf = constant_lr):
+          lr_of: LrOf = constant_lr, params=None):
   """One PPO training run; jittable and vmappable over ``learning_rate``/``seed``.
 
   Args:
@@ -263,6 +286,9 @@ def train(env_name: str, make_tx: TxFactory, learning_rate, seed,
       the latest rollout, NaN when none) to the optimizer.
     lr_of: ``lr_of(opt_state, learning_rate)`` gives the applied LR, logged
       after each update.
+    params: the network to start from (this seed's entry of
+      :func:`initial_networks`, which see: pass it under ``vmap``); None
+      draws it from ``seed`` here.
 
   Returns:
     A dict of per-update arrays (length ``cfg.num_updates``): ``return_sum``
@@ -272,8 +298,9 @@ def train(env_name: str, make_tx: TxFactory, learning_rate, seed,
   env, env_params = make_env(env_name)
   obs_dim = int(np.prod(env.observation_space(env_params).shape))
   tx = optax.with_extra_args_support(make_tx(learning_rate))
-  k_net, k_env, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
-  params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
+  k_net, k_env, k_run = _keys(seed)
+  if params is None:
+    params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
   opt_state = tx.init(params)
   envs = reset_envs(env, env_params, k_env, cfg.num_envs)
 
@@ -319,19 +346,22 @@ def train(env_name: str, make_tx: TxFactory, learning_rate, seed,
   return out
 
 
-def untrained_returns(env_name: str, seed, cfg: PPOConfig, num_rollouts: int):
+def untrained_returns(env_name: str, seed, cfg: PPOConfig, num_rollouts: int,
+                      params=None):
   """Returns of the untrained (initial, near-uniform) policy.
 
   Runs ``num_rollouts`` rollouts of the freshly initialized network, as
-  :func:`train` would before its first update.
+  :func:`train` would before its first update (``params``: as in
+  :func:`train`).
 
   Returns:
     ``(return_sum, episodes)`` per rollout, arrays of length ``num_rollouts``.
   """
   env, env_params = make_env(env_name)
   obs_dim = int(np.prod(env.observation_space(env_params).shape))
-  k_net, k_env, k_run = jax.random.split(jax.random.PRNGKey(seed), 3)
-  params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
+  k_net, k_env, k_run = _keys(seed)
+  if params is None:
+    params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
   envs = reset_envs(env, env_params, k_env, cfg.num_envs)
 
   def body(envs, key):

@@ -108,14 +108,16 @@ def run_rl(env_name: str, make_tx: rl_tasks.TxFactory, seeds: Sequence[int],
   lrs = jnp.asarray(np.repeat(factors, n_s) * cfg.base_lr)
   ss = jnp.asarray(np.tile(np.asarray(seeds, np.int32), n_f))
 
-  def one(lr, seed):
+  nets = rl_tasks.initial_networks(env_name, ss, cfg.hidden)
+
+  def one(lr, seed, net):
     return rl_tasks.train(env_name, make_tx, lr, seed, cfg, reward=reward,
-                          lr_of=lr_of)
+                          lr_of=lr_of, params=net)
 
   t0 = time.perf_counter()
-  compiled = jax.jit(jax.vmap(one)).lower(lrs, ss).compile()
+  compiled = jax.jit(jax.vmap(one)).lower(lrs, ss, nets).compile()
   t1 = time.perf_counter()
-  out = jax.device_get(jax.block_until_ready(compiled(lrs, ss)))
+  out = jax.device_get(jax.block_until_ready(compiled(lrs, ss, nets)))
   t2 = time.perf_counter()
 
   shape = (n_f, n_s, cfg.num_updates)
@@ -142,9 +144,11 @@ def random_policy(env_name: str, seeds: Sequence[int],
   scored tail of a training run."""
   cfg = config or rl_tasks.default_config(env_name)
   n = max(1, int(round(cfg.num_updates * TAIL)))
+  ss = jnp.asarray(list(seeds), jnp.int32)
+  nets = rl_tasks.initial_networks(env_name, ss, cfg.hidden)
   fn = jax.jit(jax.vmap(
-      lambda s: rl_tasks.untrained_returns(env_name, s, cfg, n)))
-  ret, count = jax.device_get(fn(jnp.asarray(list(seeds), jnp.int32)))
+      lambda s, net: rl_tasks.untrained_returns(env_name, s, cfg, n, net)))
+  ret, count = jax.device_get(fn(ss, nets))
   return rl_tasks.final_return(ret, count, fraction=1.0)
 
 
