@@ -109,13 +109,10 @@ def run_rl(env_name: str, make_tx: rl_tasks.TxFactory, seeds: Sequence[int],
   ss = jnp.asarray(np.tile(np.asarray(seeds, np.int32), n_f))
 
   nets = rl_tasks.initial_networks(env_name, ss, cfg.hidden)
-
-  def one(lr, seed, net):
-    return rl_tasks.train(env_name, make_tx, lr, seed, cfg, reward=reward,
-                          lr_of=lr_of, params=net)
+  program = batched_train(env_name, make_tx, cfg, reward, lr_of)
 
   t0 = time.perf_counter()
-  compiled = jax.jit(jax.vmap(one)).lower(lrs, ss, nets).compile()
+  compiled = jax.jit(program).lower(lrs, ss, nets).compile()
   t1 = time.perf_counter()
   out = jax.device_get(jax.block_until_ready(compiled(lrs, ss, nets)))
   t2 = time.perf_counter()
@@ -136,6 +133,17 @@ def run_rl(env_name: str, make_tx: rl_tasks.TxFactory, seeds: Sequence[int],
       "compile_s": t1 - t0,
       "timesteps": cfg.batch_size,
   }
+
+
+def batched_train(env_name, make_tx, cfg, reward=False,
+                  lr_of=rl_tasks.constant_lr):
+  """``rl_tasks.train`` vmapped over (rate, seed, initial network): the
+  networks come in from :func:`rl_tasks.initial_networks`, so the program
+  holds no batched QR (see there)."""
+  def one(lr, seed, net):
+    return rl_tasks.train(env_name, make_tx, lr, seed, cfg, reward=reward,
+                          lr_of=lr_of, params=net)
+  return jax.vmap(one)
 
 
 def random_policy(env_name: str, seeds: Sequence[int],

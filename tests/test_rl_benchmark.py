@@ -113,6 +113,24 @@ def test_optimizer_gets_latest_rollout_reward_and_traced_rate(rl, tiny):
   assert np.isfinite(res["loss"]).all()
 
 
+def test_the_training_program_holds_no_batched_qr(rl, rl_tasks, tiny):
+  # Batched under vmap, the orthogonal init's LAPACK QRs deadlocked XLA's
+  # 2-thread CPU pool (the benchmark hung); the networks now come in built.
+  lrs, ss = jnp.full((2,), 1e-3), jnp.arange(2, dtype=jnp.int32)
+  nets = rl_tasks.initial_networks("CartPole-v1", ss, tiny.hidden)
+  program = rl.batched_train("CartPole-v1", optax.adam, tiny)
+  assert "geqrf" not in jax.jit(program).lower(lrs, ss, nets).as_text()
+  # The same run drawing its networks inside (params=None) does hold one.
+  inside = jax.vmap(lambda lr, s: rl_tasks.train("CartPole-v1", optax.adam,
+                                                 lr, s, tiny))
+  assert "geqrf" in jax.jit(inside).lower(lrs, ss).as_text()
+  # And the networks are the ones train() would draw.
+  drawn = jax.vmap(lambda s: rl_tasks.init_network(
+      rl_tasks._keys(s)[0], 4, 2, tiny.hidden))(ss)  # pylint: disable=protected-access
+  for a, b in zip(jax.tree.leaves(nets), jax.tree.leaves(drawn)):
+    np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("bad", [[], [1.0, -1.0], [[1.0]]])
 def test_run_rl_rejects_bad_lr_factors(rl, tiny, bad):
   with pytest.raises(ValueError, match="lr_factors"):
