@@ -323,11 +323,10 @@ def _reference_step(hp, cfg, state, loss, reward):
 
 def reads_alignment(cfg: Config) -> bool:
   """Whether the drift rule runs: stable mode, not switched off, and no
-  reward (the loss then decides nothing) or cosine overlay (its applied rate
-  swings 10x within a period: a displacement measured at its trough says
-  nothing of its peak)."""
+  cosine overlay (its applied rate swings 10x within a period: a
+  displacement measured at its trough says nothing of its peak)."""
   return (cfg.mode == "stable" and "drift" in cfg.rules
-          and not cfg.use_reward and not cfg.use_cosine)
+          and not cfg.use_cosine)
 
 
 def _stable_step(hp, cfg, state, loss, reward, align=None):
@@ -396,15 +395,22 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     before_cut = rate
     state, rate, _ = _stable.runaway(hp, state, ev, rate, c, guards_off)
     state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
+  # With a reward, the reward's trend is the evidence of progress: the loss
+  # only guards (above).
+  trend = _stable.reward_evidence(hp, state, ev, c) if cfg.use_reward else ev
   if cfg.use_reward and "reward" in rules:
-    state, rate, m = _stable.reward(hp, state, ev, rate, m, cfg.has_momentum, c)
+    state, rate, m = _stable.reward(hp, state, trend, rate, m,
+                                    cfg.has_momentum, c)
 
   if align is not None and reads_alignment(cfg):
     # Not in the horizon's final decay: a displacement measured at a
     # decayed rate says nothing of the rate it would grow.
     decaying = _stable.horizon_factor(hp, before.num_steps, dtype) < 1
     state, rate, _ = _stable.drift(
-        hp, state, ev, jnp.where(decaying, jnp.nan, align), rate, c)
+        hp, state, trend, jnp.where(decaying, jnp.nan, align), rate, c,
+        streak=cfg.use_reward)
+  if cfg.use_reward:
+    state = _stable.snap_reward(state, ev)
 
   ssi = jnp.where(
       ev.better | state.probing, 0,

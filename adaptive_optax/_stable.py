@@ -18,8 +18,9 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
 * :func:`reward` -- with ``use_reward=True`` the reward's trend, not the
   loss's, nudges the rate.
 * :func:`drift` -- parameters that keep moving one way, window after window,
-  while the loss shows no progress beyond its noise, grow the rate (the
-  parameter-side evidence, where the transformation is given ``params``).
+  while the loss (with a reward: the reward, two windows in a row) shows no
+  progress beyond its noise, grow the rate (the parameter-side evidence,
+  where the transformation is given ``params``).
 * :func:`patience` -- a stalled loss halves the rate on trial: the drop is
   undone when the loss did not fall after it.
 * :func:`modulate` -- the seed's variance damping, the cosine overlay and the
@@ -303,6 +304,20 @@ def runaway(hp, state, ev: Evidence, rate, c, guards_off=False):
   return state, jnp.where(fire, rate * c(hp.big_drop), rate), fire
 
 
+def reward_evidence(hp, state, ev: Evidence, c) -> Evidence:
+  """The reward's trend in the loss's place, at each decided window: better
+  (worse) when the reward EMA moved up (down) since the last window beyond
+  two standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``).
+  """
+  rbeta = c(hp.reward_beta)
+  ema_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)
+  known = ev.decide & state.has_reward_ema & state.has_prev_reward
+  diff = state.reward_ema - state.prev_reward
+  return ev._replace(known=known, gain=diff,
+                     better=known & _beyond(diff, _Z, 2 * ema_var),
+                     worse=known & _beyond(-diff, _Z, 2 * ema_var))
+
+
 def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   """The reward's trend at each window: up by ``reward_up``, down by
   ``max(reward_down, 1 / reward_up)``, when the reward EMA moved beyond two
@@ -319,16 +334,12 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   where it moved to, so a stationary reward, however shaped, returns the
   rate to its level whenever it turns or crosses back. The loss then only
   guards (:func:`runaway`, :func:`spike`): it is no measure of progress in
-  RL.
+  RL; the rate can also grow by :func:`drift`. ``ev`` is
+  :func:`reward_evidence`'s.
   """
-  rbeta = c(hp.reward_beta)
-  ema_var = state.reward_sq_dev * (1 - rbeta) / (1 + rbeta)
-  known = ev.decide & state.has_reward_ema & state.has_prev_reward
-  diff = state.reward_ema - state.prev_reward
+  known, better, worse = ev.known, ev.better, ev.worse
   pending = state.reward_pending
   on_trial = jnp.abs(jnp.log(pending)) > 1e-6
-  better = known & _beyond(diff, _Z, 2 * ema_var)
-  worse = known & _beyond(-diff, _Z, 2 * ema_var)
   # The trend the moves on trial followed has ended: the reward moved the
   # other way, or is back where it was.
   back = known & on_trial & jnp.where(
@@ -350,14 +361,19 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
         jnp.where(worse, jnp.maximum(c(hp.momentum_min),
                                      momentum * c(hp.momentum_down)),
                   momentum))
-  snap = ev.decide & state.has_reward_ema
   state = state._replace(
-      prev_reward=jnp.where(snap, state.reward_ema, state.prev_reward),
-      has_prev_reward=state.has_prev_reward | snap,
       reward_pending=pending,
       reward_ref=jnp.where(fresh & (better | worse), state.prev_reward,
                            state.reward_ref))
   return state, rate, momentum
+
+
+def snap_reward(state, ev: Evidence):
+  """The reward EMA at each decided window: the next window's reference."""
+  snap = ev.decide & state.has_reward_ema
+  return state._replace(
+      prev_reward=jnp.where(snap, state.reward_ema, state.prev_reward),
+      has_prev_reward=state.has_prev_reward | snap)
 
 
 # The cosine between two consecutive windows' parameter displacements above
@@ -365,7 +381,7 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
 ALIGN = 0.9
 
 
-def drift(hp, state, ev: Evidence, align, rate, c):
+def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
   """Parameters that keep moving one way, while the loss shows no progress
   beyond its noise, grow the rate by ``probe_growth``.
 
@@ -389,6 +405,15 @@ def drift(hp, state, ev: Evidence, align, rate, c):
   momentum can take longer to show: the first guard cut after a growth caps
   the rule at half the rate it cut (``drift_ceiling``, :func:`mark_ceiling`).
 
+  With a reward (``streak``), ``ev`` is :func:`reward_evidence`'s: the
+  reward's trend, not the loss's, decides "no progress" and "worse", and the
+  cosine must reach ``ALIGN`` at two decided windows in a row. With a
+  reward only the reward rule's moves can take a growth back, and a
+  rollout's return repeats over its minibatches, so its band alarms often:
+  with one aligned window the rate ratcheted up to 100-4,500x on PPO
+  CartPole once the return sat at its cap, and the policy died; two in a
+  row square the null rate below.
+
   Null evidence: displacements that are noise (a random walk, or a
   mean-reverting one) have a cosine at or below 0 on average; for isotropic
   noise in d dimensions its square is Beta(1/2, (d-1)/2), so it exceeds 0.9
@@ -402,7 +427,10 @@ def drift(hp, state, ev: Evidence, align, rate, c):
   # The displacement's windows count updates, the loss's count finite
   # losses: the last cosine waits for the loss's next decision.
   align = jnp.where(jnp.isnan(align), state.drift_align, align)
-  state = state._replace(drift_align=jnp.where(ev.decide, -2, align))
+  last = state.drift_last
+  state = state._replace(drift_align=jnp.where(ev.decide, -2, align),
+                         drift_last=jnp.where(ev.decide, align,
+                                              state.drift_last))
   g = c(hp.probe_growth)
   undo = ev.known & (state.drift_trial > 0) & ev.worse
   rate = jnp.where(undo, rate / g, rate)
@@ -410,7 +438,10 @@ def drift(hp, state, ev: Evidence, align, rate, c):
       rate * g <= state.drift_ceiling * (1 + 1e-6))
   # A growth on trial is judged (or undone) at this window at the earliest:
   # none while its settling window runs.
-  fire = (ev.known & (align >= ALIGN) & ~ev.better & (state.warmup >= 1)
+  aligned = align >= ALIGN
+  if streak:
+    aligned = aligned & (last >= ALIGN)
+  fire = (ev.known & aligned & ~ev.better & (state.warmup >= 1)
           & room & ~undo & (state.drift_trial <= 1))
   trial = jnp.where(ev.known, jnp.maximum(state.drift_trial - 1, 0),
                     state.drift_trial)

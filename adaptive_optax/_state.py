@@ -87,6 +87,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
      "runaway cut."),
     ("drift_align", FLOAT, -2.0, "stable: the last cosine between two "
      "windows' displacements (-2: none since the last decision)."),
+    ("drift_last", FLOAT, -2.0, "stable: the cosine read at the last "
+     "decided window."),
     ("drift_ceiling", FLOAT, 0.0, "stable: the drift rule grows the rate to "
      "at most this (0: no limit yet)."),
     ("guard_anchor", FLOAT, 0.0, "stable: window mean at the last runaway cut "

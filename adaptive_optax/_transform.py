@@ -143,8 +143,9 @@ def adaptive_scale(
   (``adaptive_optax._stable``): a warm-up from ``start_scale``; a probe that
   grows the scale by ``probe_growth`` while that speeds the loss's fall; a
   growth by ``probe_growth`` while the parameters keep moving one way from
-  window to window and the loss's fall is lost in its noise (the drift
-  rule; it reads ``params``, about 4,096 sampled coordinates, in
+  window to window and the loss's fall (with ``use_reward``, the reward's
+  rise, two windows in a row) is lost in its noise (the drift rule; it
+  reads ``params``, about 4,096 sampled coordinates, in
   ``state.displacement``, and does not run when ``update`` is not given
   them); a cut by ``big_drop`` when the loss keeps rising above
   ``guard_ratio`` times its lowest level, or spikes in a growing run (three,

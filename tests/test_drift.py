@@ -22,25 +22,29 @@ from adaptive_optax import toy
 NO_DRIFT = tuple(r for r in _stable.RULES if r != "drift")
 
 
-def _noise_run(opt, dim, rules, steps=4000, seed=0):
+def _noise_run(opt, dim, rules, steps=4000, seed=0, use_reward=False):
   """Gradients that are pure noise around a flat loss: a random walk.
 
-  The loss is trendless noise too, so nothing justifies a move of the rate.
-  Returns the decided rate at every step.
+  The loss (and the reward, with ``use_reward``) is trendless noise too, so
+  nothing justifies a move of the rate. Returns the decided rate at every
+  step.
   """
-  tx = optax.chain(opt, ao.adaptive_scale(rules=rules))
+  tx = optax.chain(opt, ao.adaptive_scale(rules=rules, use_reward=use_reward))
   key = jax.random.PRNGKey(seed)
   grads = jax.random.normal(key, (steps, dim))
   losses = 1 + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), (steps,))
+  rewards = 1 + 0.1 * jax.random.normal(jax.random.fold_in(key, 2), (steps,))
 
-  def body(carry, gl):
+  def body(carry, glr):
     params, state = carry
-    g, loss = gl
-    updates, state = tx.update(g, state, params, value=loss)
+    g, loss, reward = glr
+    extra = {"reward": reward} if use_reward else {}
+    updates, state = tx.update(g, state, params, value=loss, **extra)
     return (params + updates, state), state[1].controller.stored_rate
 
   params = jnp.zeros(dim)
-  _, rates = jax.lax.scan(body, (params, tx.init(params)), (grads, losses))
+  _, rates = jax.lax.scan(body, (params, tx.init(params)),
+                          (grads, losses, rewards))
   return np.asarray(rates)
 
 
@@ -58,6 +62,15 @@ def test_a_random_walk_never_fires_the_rule(opt, dim):
   """
   with_rule = _noise_run(opt, dim, None)
   without = _noise_run(opt, dim, NO_DRIFT)
+  np.testing.assert_array_equal(with_rule, without)
+
+
+@pytest.mark.parametrize("dim", [3, 256])
+@pytest.mark.parametrize("opt", [optax.sgd(0.1, momentum=0.9), optax.adam(0.1)],
+                         ids=["sgd_m", "adam"])
+def test_with_a_reward_a_random_walk_never_fires_the_rule(opt, dim):
+  with_rule = _noise_run(opt, dim, None, use_reward=True)
+  without = _noise_run(opt, dim, NO_DRIFT, use_reward=True)
   np.testing.assert_array_equal(with_rule, without)
 
 
@@ -252,7 +265,7 @@ def test_nonfinite_parameters_do_not_poison_the_state():
 
 
 @pytest.mark.parametrize("kw", [dict(use_cosine=True), dict(mode="reference"),
-                                dict(rules=NO_DRIFT), dict(use_reward=True)])
+                                dict(rules=NO_DRIFT)])
 def test_the_displacement_is_kept_only_where_the_rule_reads_it(kw):
   """Same structure in every configuration; left alone where unused."""
   tx = ao.adaptive_scale(**kw)
@@ -264,16 +277,68 @@ def test_the_displacement_is_kept_only_where_the_rule_reads_it(kw):
   assert int(state.displacement.steps) == 0
 
 
-def test_the_displacement_is_tracked_where_the_rule_reads_it():
-  tx = ao.adaptive_scale()
+@pytest.mark.parametrize("kw", [{}, dict(use_reward=True)])
+def test_the_displacement_is_tracked_where_the_rule_reads_it(kw):
+  tx = ao.adaptive_scale(**kw)
   params = jnp.ones(16)
   state = tx.init(params)
+  extra = {"reward": 1.0} if kw.get("use_reward") else {}
   for _ in range(3):
-    _, state = tx.update(params, state, params, value=1.0)
+    _, state = tx.update(params, state, params, value=1.0, **extra)
   assert int(state.displacement.steps) == 3
   # Without params the rule cannot see the displacement and leaves it.
-  _, state = tx.update(params, state, None, value=1.0)
+  _, state = tx.update(params, state, None, value=1.0, **extra)
   assert int(state.displacement.steps) == 3
+
+
+def test_with_a_reward_two_aligned_windows_in_a_row_grow_the_rate():
+  hp = _hp()
+  state = _fields(warmup=1.0)
+  # The first aligned window only marks itself.
+  state, rate, fire = _stable.drift(hp, state, _evidence(), _c(0.95), _c(1.0),
+                                    _c, streak=True)
+  assert not bool(fire) and float(rate) == 1.0
+  assert float(state.drift_last) == pytest.approx(0.95)
+  state, rate, fire = _stable.drift(hp, state, _evidence(), _c(0.95), rate, _c,
+                                    streak=True)
+  assert bool(fire) and float(rate) == 2.0
+  # An unaligned window breaks the streak.
+  state = _fields(warmup=1.0, drift_last=0.95)
+  state, rate, fire = _stable.drift(hp, state, _evidence(), _c(0.5), _c(1.0),
+                                    _c, streak=True)
+  assert not bool(fire) and float(state.drift_last) == pytest.approx(0.5)
+
+
+def _scripted_run(directions, use_reward, w=20):
+  """Parameters moved by hand: window k of ``w`` updates travels
+  ``directions[k]``; the loss and the reward are flat (no evidence either
+  way). The probe and patience are off: a flat loss would move the rate
+  by those. Returns the decided rate at the end."""
+  rules = ("spike", "runaway", "reward", "drift")
+  tx = ao.adaptive_scale(use_reward=use_reward, var_window=w, rules=rules)
+  params = jnp.zeros(64)
+  state = tx.init(params)
+  extra = {"reward": 1.0} if use_reward else {}
+  step = jax.jit(lambda p, s: tx.update(p, s, p, value=1.0, **extra)[1])
+  for d in directions:
+    for _ in range(w):
+      params = params + jnp.asarray(d) / w
+      state = step(params, state)
+  return float(state.controller.stored_rate)
+
+
+def test_with_a_reward_the_rule_needs_a_streak_of_aligned_windows():
+  """Windows that turn a right angle every other window are aligned every
+  other decision: enough without a reward (one aligned window), never with
+  one (two in a row); a straight path grows the rate either way."""
+  rng = np.random.default_rng(0)
+  v, u = rng.normal(size=(2, 64)).astype(np.float32)
+  u -= v * (u @ v) / (v @ v)  # orthogonal to v
+  turning = [v, v, u, u] * 5
+  straight = [v] * 20
+  assert _scripted_run(turning, use_reward=True) == 1.0
+  assert _scripted_run(turning, use_reward=False) > 1.0
+  assert _scripted_run(straight, use_reward=True) > 1.0
 
 
 def test_policy_step_without_align_ignores_the_rule():
