@@ -66,6 +66,40 @@ def test_trendless_streams_keep_the_scale_within_bounds(use_cosine):
   assert not bad, bad
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known miss: the stable rules take ratios against the loss's level "
+    "(spikes at guard_ratio x |EMA|, runaway at guard_ratio x |reference|, "
+    "the damping's var / mean^2); a trendless loss that swings around 0 "
+    "has no level, so a sine's upward zero crossings pass as spike runs "
+    "and cut the scale to min_scale (9 of the 15 streams at level 0). "
+    "At level -1 and level 10 every stream passes (the test below)."))
+def test_trendless_streams_around_zero_keep_the_scale_within_bounds():
+  losses = jnp.asarray(np.stack([_stream(s) - 1 for s in NULL_STREAMS]),
+                       jnp.float32)
+  scales = np.asarray(jax.jit(jax.vmap(
+      lambda l: ao.simulate(l)["scale"]))(losses))
+  lo, hi = scales.min(axis=1), scales.max(axis=1)
+  bad = [(s, float(a)) for s, a, b in zip(NULL_STREAMS, lo, hi)
+         if not (a >= 1e-3 and b <= 10)]
+  assert not bad, bad
+
+
+@pytest.mark.parametrize("level", [-1.0, 10.0])
+def test_trendless_streams_at_other_levels_keep_the_scale_within_bounds(level):
+  """The same streams shifted: a negative loss (a log-likelihood, say) or a
+  large one is no different while its level stands clear of its swing."""
+  losses = jnp.asarray(np.stack([_stream(s) - 1 + level
+                                 for s in NULL_STREAMS]), jnp.float32)
+  scales = np.asarray(jax.jit(jax.vmap(
+      lambda l: ao.simulate(l)["scale"]))(losses))
+  lo, hi = scales.min(axis=1), scales.max(axis=1)
+  final = scales[:, -2000:].mean(axis=1)
+  bad = [(s, float(a), float(b), float(f))
+         for s, a, b, f in zip(NULL_STREAMS, lo, hi, final)
+         if not (a >= 1e-3 and b <= 10 and 0.04 <= f <= 2.0)]
+  assert not bad, bad
+
+
 def test_no_start_scale_drifts_a_trendless_loss():
   # The warm-up's factor grows to 1 on calm steps; at start_scale >= 1 /
   # probe_growth there is none. It once shrank there instead (by the same
