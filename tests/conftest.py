@@ -34,7 +34,7 @@ MODES = ("stable", "reference")
 # --dist loadfile` each file runs on one worker, and one of these left for the
 # end would leave the other core idle. xdist hands the files out in this order
 # only without its own reordering (see pytest_configure).
-_LONGEST_FIRST = ("test_notebooks.py", "test_docs_snippets.py",
+_LONGEST_FIRST = ("test_notebooks.py", "test_drift.py", "test_docs_snippets.py",
                   "test_transform_jax.py", "test_keras_frontend.py",
                   "test_quality_benchmark.py", "test_optax_battery.py",
                   "test_hostile_inputs.py", "test_perf_benchmarks.py",

@@ -65,9 +65,9 @@ def test_a_random_walk_never_fires_the_rule(opt, dim):
   np.testing.assert_array_equal(with_rule, without)
 
 
-@pytest.mark.parametrize("dim", [3, 256])
-@pytest.mark.parametrize("opt", [optax.sgd(0.1, momentum=0.9), optax.adam(0.1)],
-                         ids=["sgd_m", "adam"])
+@pytest.mark.parametrize("opt,dim", [(optax.sgd(0.1, momentum=0.9), 3),
+                                     (optax.adam(0.1), 256)],
+                         ids=["sgd_m-3", "adam-256"])
 def test_with_a_reward_a_random_walk_never_fires_the_rule(opt, dim):
   with_rule = _noise_run(opt, dim, None, use_reward=True)
   without = _noise_run(opt, dim, NO_DRIFT, use_reward=True)
