@@ -150,13 +150,13 @@ def adaptive_scale(
   them); a cut by ``big_drop`` when the loss keeps rising above
   ``guard_ratio`` times its lowest level, or spikes in a growing run (three,
   each higher); a drop by ``big_drop`` on trial after ``patience`` steps
-  without progress (undone if the loss did not fall after it; ``cooldown``, ``cooldown_ratio``); with
-  ``use_reward=True`` the reward's trend (``reward_up``/``reward_down``)
-  instead of the loss's; variance damping, the cosine overlay (``T0``,
-  ``T_mult``) and, with ``total_steps``, a final decay modulate the applied
-  scale only. With no evidence it holds the given scale.
-  ``mode="reference"`` reproduces the seed's ``AdaptiveScheduler`` exactly,
-  compounding included (its per-step trend rule ``up_factor`` /
+  without progress (undone if the loss did not fall after it; ``cooldown``,
+  ``cooldown_ratio``); with ``use_reward=True`` the reward's trend
+  (``reward_up``/``reward_down``) instead of the loss's; variance damping,
+  the cosine overlay (``T0``, ``T_mult``) and, with ``total_steps``, a final
+  decay modulate the applied scale only. With no evidence it holds the given
+  scale. ``mode="reference"`` reproduces the seed's ``AdaptiveScheduler``
+  exactly, compounding included (its per-step trend rule ``up_factor`` /
   ``down_factor`` acts in that mode only).
 
   Args:

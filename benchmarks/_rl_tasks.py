@@ -118,6 +118,13 @@ def init_network(key, obs_dim: int, num_actions: int, hidden: int):
   return {"actor": actor, "critic": critic}
 
 
+def _env_network(env, env_params, key, hidden: int):
+  """:func:`init_network` sized for the environment's observations and
+  actions."""
+  obs_dim = int(np.prod(env.observation_space(env_params).shape))
+  return init_network(key, obs_dim, env.num_actions, hidden)
+
+
 def _keys(seed):
   """A run's keys: (network, environments, rollouts)."""
   return jax.random.split(jax.random.PRNGKey(seed), 3)
@@ -134,9 +141,7 @@ def initial_networks(env_name: str, seeds, hidden: int):
   :func:`train` and :func:`untrained_returns` as ``params`` under ``vmap``.
   """
   env, env_params = make_env(env_name)
-  obs_dim = int(np.prod(env.observation_space(env_params).shape))
-  one = lambda s: init_network(_keys(s)[0], obs_dim, env.num_actions,
-                               hidden)
+  one = lambda s: _env_network(env, env_params, _keys(s)[0], hidden)
   return jax.jit(lambda ss: jax.lax.map(one, ss))(
       jnp.asarray(seeds, jnp.int32))
 
@@ -296,11 +301,10 @@ def train(env_name: str, make_tx: TxFactory, learning_rate, seed,
     minibatch loss), ``lr`` (applied LR after the update).
   """
   env, env_params = make_env(env_name)
-  obs_dim = int(np.prod(env.observation_space(env_params).shape))
   tx = optax.with_extra_args_support(make_tx(learning_rate))
   k_net, k_env, k_run = _keys(seed)
   if params is None:
-    params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
+    params = _env_network(env, env_params, k_net, cfg.hidden)
   opt_state = tx.init(params)
   envs = reset_envs(env, env_params, k_env, cfg.num_envs)
 
@@ -358,10 +362,9 @@ def untrained_returns(env_name: str, seed, cfg: PPOConfig, num_rollouts: int,
     ``(return_sum, episodes)`` per rollout, arrays of length ``num_rollouts``.
   """
   env, env_params = make_env(env_name)
-  obs_dim = int(np.prod(env.observation_space(env_params).shape))
   k_net, k_env, k_run = _keys(seed)
   if params is None:
-    params = init_network(k_net, obs_dim, env.num_actions, cfg.hidden)
+    params = _env_network(env, env_params, k_net, cfg.hidden)
   envs = reset_envs(env, env_params, k_env, cfg.num_envs)
 
   def body(envs, key):

@@ -125,8 +125,9 @@ def test_the_training_program_holds_no_batched_qr(rl, rl_tasks, tiny):
                                                  lr, s, tiny))
   assert "geqrf" in jax.jit(inside).lower(lrs, ss).as_text()
   # And the networks are the ones train() would draw.
+  keys = rl_tasks._keys  # pylint: disable=protected-access
   drawn = jax.vmap(lambda s: rl_tasks.init_network(
-      rl_tasks._keys(s)[0], 4, 2, tiny.hidden))(ss)  # pylint: disable=protected-access
+      keys(s)[0], 4, 2, tiny.hidden))(ss)
   for a, b in zip(jax.tree.leaves(nets), jax.tree.leaves(drawn)):
     np.testing.assert_array_equal(a, b)
 
