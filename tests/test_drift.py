@@ -22,14 +22,15 @@ from adaptive_optax import toy
 NO_DRIFT = tuple(r for r in _stable.RULES if r != "drift")
 
 
-def _noise_run(opt, dim, rules, steps=4000, seed=0, use_reward=False):
+def _noise_run(opt, dim, steps=4000, seed=0, use_reward=False):
   """Gradients that are pure noise around a flat loss: a random walk.
 
   The loss (and the reward, with ``use_reward``) is trendless noise too, so
-  nothing justifies a move of the rate. Returns the decided rate at every
-  step.
+  nothing justifies a move of the rate. Returns, at every step, whether a
+  growth of the drift rule is on trial (``drift_trial > 0``: it fired within
+  the last two windows).
   """
-  tx = optax.chain(opt, ao.adaptive_scale(rules=rules, use_reward=use_reward))
+  tx = optax.chain(opt, ao.adaptive_scale(use_reward=use_reward))
   key = jax.random.PRNGKey(seed)
   grads = jax.random.normal(key, (steps, dim))
   losses = 1 + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), (steps,))
@@ -40,12 +41,12 @@ def _noise_run(opt, dim, rules, steps=4000, seed=0, use_reward=False):
     g, loss, reward = glr
     extra = {"reward": reward} if use_reward else {}
     updates, state = tx.update(g, state, params, value=loss, **extra)
-    return (params + updates, state), state[1].controller.stored_rate
+    return (params + updates, state), state[1].controller.drift_trial > 0
 
   params = jnp.zeros(dim)
-  _, rates = jax.lax.scan(body, (params, tx.init(params)),
+  _, fired = jax.lax.scan(body, (params, tx.init(params)),
                           (grads, losses, rewards))
-  return np.asarray(rates)
+  return np.asarray(fired)
 
 
 @pytest.mark.parametrize("dim", [1, 3, 256])
@@ -53,25 +54,21 @@ def _noise_run(opt, dim, rules, steps=4000, seed=0, use_reward=False):
                                  optax.adam(0.1)],
                          ids=["sgd", "sgd_m", "adam"])
 def test_a_random_walk_never_fires_the_rule(opt, dim):
-  """Null evidence: the rates equal those of the policy without the rule.
+  """Null evidence: no growth of the rule over 4,000 steps (200 windows).
 
   In one to three dimensions two noise windows point the same way half the
   time (cosine +-1 in one dimension): only the spread test (MIN_SPREAD
   effective coordinates) keeps the rule quiet there; at 256 dimensions the
   cosine itself stays far below ALIGN.
   """
-  with_rule = _noise_run(opt, dim, None)
-  without = _noise_run(opt, dim, NO_DRIFT)
-  np.testing.assert_array_equal(with_rule, without)
+  assert not _noise_run(opt, dim).any()
 
 
 @pytest.mark.parametrize("opt,dim", [(optax.sgd(0.1, momentum=0.9), 3),
                                      (optax.adam(0.1), 256)],
                          ids=["sgd_m-3", "adam-256"])
 def test_with_a_reward_a_random_walk_never_fires_the_rule(opt, dim):
-  with_rule = _noise_run(opt, dim, None, use_reward=True)
-  without = _noise_run(opt, dim, NO_DRIFT, use_reward=True)
-  np.testing.assert_array_equal(with_rule, without)
+  assert not _noise_run(opt, dim, use_reward=True).any()
 
 
 def _toy_run(lr, rules, steps, full_batch=False, seed=0):
