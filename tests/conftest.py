@@ -48,6 +48,8 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   if _xla_accepts(_flags + " " + LEGACY_EMITTERS):
     _flags += " " + LEGACY_EMITTERS
   os.environ["XLA_FLAGS"] = _flags
+# What the suite compiles with (a test's own processes start from it).
+SUITE_XLA_FLAGS = os.environ["XLA_FLAGS"]
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position

@@ -37,7 +37,7 @@ def _free_port() -> int:
 def results(tmp_path_factory):
   out = tmp_path_factory.mktemp("distributed")
   # One device per process (no forced device count), compiled as the rest.
-  env = {**os.environ, "XLA_FLAGS": conftest.FAST_COMPILE_FLAGS}
+  env = {**os.environ, "XLA_FLAGS": conftest.SUITE_XLA_FLAGS}
   env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
   port = _free_port()
   batches = out / "batches.npz"
