@@ -353,8 +353,12 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
   # stops the warm-up, and a run of three cuts the rate (explosion).
   step_factor = c(1.0)
   is_spike = jnp.zeros((), bool)
+  sign_age, has_level = _stable.level(cfg, before, loss, has_loss)
+  state = state._replace(sign_age=sign_age)
   if "spike" in rules:
     is_spike, step_factor = _stable.spike(hp, before, loss, has_loss, c)
+    is_spike = is_spike & has_level
+    step_factor = jnp.where(has_level, step_factor, 1)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),
@@ -429,7 +433,7 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     state, rate = _stable.patience(hp, cfg, state, ev, rate, end_probe, c)
 
   rel_var = var / (mean * mean + _REL_EPS)
-  rel_var = jnp.where(state.window_fill > 1, rel_var, 0)
+  rel_var = jnp.where((state.window_fill > 1) & has_level, rel_var, 0)
   applied = _stable.modulate(hp, cfg, rate, rel_var, step_factor,
                              before.num_steps, c)
   if cfg.use_cosine:

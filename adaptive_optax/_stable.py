@@ -14,7 +14,8 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
   the rate, however slowly it rises.
 * :func:`spike` -- one loss far above the recent level damps that step alone;
   :func:`explosion` -- a run of three (ended only by a return to the
-  last window's level) cuts the rate.
+  last window's level) cuts the rate. Both, and the damping, need the loss
+  to have a level (:func:`level`).
 * :func:`reward` -- with ``use_reward=True`` the reward's trend, not the
   loss's, nudges the rate.
 * :func:`drift` -- parameters that keep moving one way, window after window,
@@ -99,6 +100,28 @@ def explosion(hp, state, ev: Evidence, is_spike, has_loss, loss, rate, c):
   return state._replace(spikes=jnp.minimum(run, 3),
                         spike_peak=peak.astype(state.spike_peak.dtype)
                         ), jnp.where(fire, rate * c(hp.big_drop), rate)
+
+
+def level(cfg, before, loss, has_loss):
+  """Whether the loss has a level to take ratios to; returns
+  ``(sign_age, has_level)``.
+
+  The spike guard (a loss above ``guard_ratio`` times its EMA) and the
+  damping (the window's variance over its mean squared) measure the loss
+  against its level, as a loss bounded below by 0 has one. A loss that
+  crosses 0 has none there: a sine around 0 sent the scale to ``min_scale``
+  through spike runs at its upward crossings, and the damping divided by a
+  mean near 0. So a loss that crossed 0 within the last window (its sign
+  differs from its EMA's, or its EMA is exactly 0, as when it starts at 0)
+  turns both off until ``W`` finite losses have kept one sign. A loss that
+  never goes below 0 (exact zeros included), or never above it, keeps its
+  level at every step: the rule changes nothing for it.
+  """
+  ref = jnp.where(before.has_loss_ema, before.loss_ema, loss)
+  crossed = has_loss & (((loss < 0) != (ref < 0)) | (ref == 0))
+  age = jnp.where(crossed, 0, jnp.where(
+      has_loss, jnp.minimum(before.sign_age + 1, 2**30), before.sign_age))
+  return age.astype(jnp.int32), age >= cfg.var_window
 
 
 def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:

@@ -109,6 +109,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("num_nonfinite", INT, 0, "non-finite losses skipped."),
     ("probe_windows", INT, 0, "stable: windows into the probe's current "
      "segment (-1: its first window, after a change of rate, is to come)."),
+    ("sign_age", INT, 2**30, "stable: finite losses since the loss last "
+     "crossed 0 (see _stable.level)."),
     ("spikes", INT, 0, "stable: spikes in the current run (saturates at 3)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
