@@ -356,9 +356,8 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
   sign_age, has_level = _stable.level(cfg, before, loss, has_loss)
   state = state._replace(sign_age=sign_age)
   if "spike" in rules:
-    is_spike, step_factor = _stable.spike(hp, before, loss, has_loss, c)
-    is_spike = is_spike & has_level
-    step_factor = jnp.where(has_level, step_factor, 1)
+    is_spike, step_factor = _stable.spike(hp, before, loss, has_loss,
+                                          has_level, c)
     zero = jnp.zeros((), jnp.int32)
     state = state._replace(
         loss_window=jnp.where(is_spike, before.loss_window, state.loss_window),

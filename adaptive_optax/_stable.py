@@ -143,20 +143,21 @@ def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:
       worse=known & _beyond(-gain, _Z, se_var, floor))
 
 
-def spike(hp, before, loss, has_loss, c):
+def spike(hp, before, loss, has_loss, has_level, c):
   """A loss far above the recent level: damp this step by ``ema / loss``
   (at most by ``SPIKE_FLOOR``).
 
   A spike is a loss above ``guard_ratio`` times the loss EMA *and*
-  ``guard_sigma`` noise standard deviations above it; under Gaussian noise
-  the second test alone fires with probability 3e-5 per step. It damps only
-  its own step (no memory, so no drift); while probing it also ends the probe
-  (see :func:`probe`). Returns ``(is_spike, step_factor)``.
+  ``guard_sigma`` noise standard deviations above it, while the loss has a
+  level (:func:`level`); under Gaussian noise the second test alone fires
+  with probability 3e-5 per step. It damps only its own step (no memory, so
+  no drift); while probing it also ends the probe (see :func:`probe`).
+  Returns ``(is_spike, step_factor)``.
   """
   noise_var = jnp.maximum(before.window_noise_var, before.prev_window_var)
   ref = jnp.abs(before.loss_ema)
   excess = jnp.where(has_loss, loss, 0).astype(ref.dtype) - before.loss_ema
-  is_spike = (has_loss & before.has_loss_ema
+  is_spike = (has_loss & has_level & before.has_loss_ema
               & _beyond(excess, c(hp.guard_sigma), noise_var,
                         (c(hp.guard_ratio) - 1) * ref))
   # In proportion to the spike (a divergence under momentum explodes within
