@@ -85,8 +85,24 @@ def _signals(cfg, value, extra_args, axis_name):
   return value, reward
 
 
+def _computed_once(x: jax.Array) -> jax.Array:
+  """``x`` unchanged, divided by a 1 that XLA cannot fold away.
+
+  The controller's step is a chain of a few hundred cheap scalar operations,
+  and XLA fuses cheap producers into every consumer: each leaf's update loop
+  would recompute the whole step, and compile time grew with the number of
+  leaves (Adam over 100 leaves: 5.5-6.5 s, against 0.7-0.85 s for Adam
+  alone). XLA does not copy a division into several consumers, so the rate
+  becomes one small kernel that every leaf reads (2.9-3.6 s). The divisor
+  is 1, or 2 for a NaN (which stays NaN): the value is exact.
+  """
+  return x / jnp.where(jnp.isnan(x), 2, 1).astype(x.dtype)
+
+
 def _scale_tree(tree, rate):
   """Multiplies every leaf by ``rate`` in at least float32, keeping its dtype."""
+  rate = _computed_once(rate)
+
   def mul(g):
     g = jnp.asarray(g)  # updates may be Python scalars
     wide = jnp.promote_types(g.dtype, jnp.float32)
@@ -449,10 +465,10 @@ def adaptive_hyperparams(
 
   def _inject(opt_state, ctrl):
     hps = dict(opt_state.hyperparams)
-    hps["learning_rate"] = ctrl.applied_rate.astype(
+    hps["learning_rate"] = _computed_once(ctrl.applied_rate).astype(
         jnp.asarray(hps["learning_rate"]).dtype)
     if has_momentum:
-      hps["momentum"] = ctrl.applied_momentum.astype(
+      hps["momentum"] = _computed_once(ctrl.applied_momentum).astype(
           jnp.asarray(hps["momentum"]).dtype)
     return opt_state._replace(hyperparams=hps)
 
