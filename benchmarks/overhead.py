@@ -7,6 +7,7 @@ every policy on, ``optax.chain(opt, reduce_on_plateau())``, and a control
 with the least state a loss-driven transform can have (two scalars). Rounds
 are interleaved with a rotating order; the median round is quoted, and the
 median of each round's ratio to (and difference from) the plain optimizer.
+A last table gives the compile time against the number of leaves.
 
   python benchmarks/overhead.py                      # full run (~3 min)
   python benchmarks/overhead.py --sizes 1e4 --rounds 3 --steps 5 --out -
@@ -102,6 +103,35 @@ def count_kernels(compiled) -> int:
   return sum(op not in _NOT_KERNELS for op in ops)
 
 
+# Compile time against the number of leaves: the controller's scalar step
+# must be compiled once, not fused into every leaf's update loop.
+LEAF_VARIANTS = {
+    "adam": lambda: optax.adam(1e-3),
+    "adam + adaptive_scale()": lambda: optax.chain(optax.adam(1e-3),
+                                                   ao.adaptive_scale()),
+    "sgd+momentum": lambda: optax.sgd(0.05, momentum=0.9),
+    "adaptive_hyperparams(sgd, momentum)": lambda: ao.adaptive_hyperparams(
+        optax.sgd, learning_rate=0.05, momentum=0.9),
+}
+
+
+def compile_by_leaves(leaf_counts):
+  """Rows of (leaves, variant, compile s, lines of the optimized program)."""
+  rows = []
+  for n in leaf_counts:
+    params = {f"w{i}": jnp.ones((64, 64)) for i in range(n)}
+    for name, make in LEAF_VARIANTS.items():
+      tx = make()
+      step = build_step(tx, False, with_value="adaptive" in name)
+      state = tx.init(params)
+      t0 = time.perf_counter()
+      compiled = step.lower(params, state, params, jnp.float32(1.0),
+                            jnp.float32(0.5)).compile()
+      rows.append([str(n), name, f"{time.perf_counter() - t0:.2f}",
+                   f"{compiled.as_text().count(chr(10)):,}"])
+  return rows
+
+
 def build_step(tx, needs_reward: bool, with_value: bool):
   def step(params, state, grads, loss, reward):
     kw = {}
@@ -161,6 +191,8 @@ def main(argv=None):
   ap.add_argument("--rounds", type=int, default=21)
   ap.add_argument("--steps", type=int, default=0,
                   help="steps per round (0: by size, ~0.1 s per round)")
+  ap.add_argument("--leaves", default="8,100",
+                  help="leaf counts (64x64 each) for the compile-time table")
   ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
                                                 "overhead.md"),
                   help="results file; '-' prints only")
@@ -209,6 +241,11 @@ def main(argv=None):
            "measurement):\n\n")
   body += _timing.table(["params", "optimizer", "variant", "compile ms"],
                         comp_rows)
+  body += ("\n\nCompile time against the number of leaves (each 64x64; "
+           "lower + compile, one measurement):\n\n")
+  body += _timing.table(
+      ["leaves", "variant", "compile s", "lines of the optimized program"],
+      compile_by_leaves([int(n) for n in args.leaves.split(",")]))
   _timing.report(
       "Step overhead: optax.chain(opt, adaptive_scale) vs opt alone", body,
       None if args.out == "-" else args.out, load0,

@@ -26,7 +26,7 @@ import _timing  # noqa: E402  pylint: disable=wrong-import-position
 SCRIPTS = {
     "overhead": (
         ["--sizes", "1000", "--optimizers", "sgd+momentum", "--rounds", "2",
-         "--steps", "2"],
+         "--steps", "2", "--leaves", "2"],
         "us/step (median)", 6),
     "host_sync": (["--models", "seed_demo", "--steps", "5", "--rounds", "1"],
                   "us/step (median)", 5),
