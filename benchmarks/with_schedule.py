@@ -1,8 +1,8 @@
 """A check outside the quality suite: ``adaptive_scale()`` on top of a schedule.
 
-An MLP 64-128-10 on scikit-learn's digits (1,400 training rows, 397 held
-out), AdamW (weight decay 1e-4), batches of 32 drawn at random, 1,500 steps,
-scored on the held-out cross-entropy (geometric mean over seeds), for a
+The quality suite's digits data and MLP (64-128-10 here), AdamW (weight decay
+1e-4), batches of 32, 1,500 steps, trained and scored by the suite's own
+``quality._run`` (held-out cross-entropy, geometric mean over seeds), for a
 range of peak rates:
 
 * a warm-up + cosine schedule (100 warm-up steps, down to 1% of the peak),
@@ -27,39 +27,28 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from sklearn.datasets import load_digits
 
 import adaptive_optax as ao
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _timing  # noqa: E402  pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+import _quality_tasks as tasks_lib  # noqa: E402
+import _timing  # noqa: E402
+import quality as q  # noqa: E402
 
-BATCH, TRAIN = 32, 1400
+BATCH = 32
 
 
 def warmup_steps(steps: int) -> int:
   return max(1, steps // 15)  # 100 of 1,500
 
 
-def _data():
-  x, y = load_digits(return_X_y=True)
-  x = (x / 16.0).astype(np.float32)
-  order = np.random.default_rng(0).permutation(len(x))
-  x, y = jnp.asarray(x[order]), jnp.asarray(y[order])
-  return x[:TRAIN], y[:TRAIN], x[TRAIN:], y[TRAIN:]
-
-
-def _init(key):
-  k1, k2 = jax.random.split(key)
-  return {"w1": jax.random.normal(k1, (64, 128)) * (2 / 64) ** 0.5,
-          "b1": jnp.zeros(128),
-          "w2": jax.random.normal(k2, (128, 10)) * (1 / 128) ** 0.5,
-          "b2": jnp.zeros(10)}
-
-
-def _xent(p, x, t):
-  logits = jax.nn.relu(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
-  return optax.softmax_cross_entropy_with_integer_labels(logits, t).mean()
+def task(steps: int) -> tasks_lib.Task:
+  """The suite's digits data and MLP (64-128-10), scored on held-out loss."""
+  # pylint: disable=protected-access
+  return tasks_lib._supervised(
+      "digits_schedule", "digits (MLP 64-128-10, AdamW)", "adamw", 1e-3,
+      steps, BATCH, (64, 128, 10), *tasks_lib._digits(), "ce")
 
 
 def variants(steps: int):
@@ -81,23 +70,12 @@ def variants(steps: int):
   }
 
 
-def score(make_tx, peak: float, seeds: int, steps: int, data) -> float:
-  xtr, ytr, xte, yte = data
-
+def score(make_tx, peak: float, seeds: int, the_task) -> float:
   def run(seed):
-    tx = make_tx(peak)
-    params = _init(jax.random.PRNGKey(seed))
-
-    def body(carry, key):
-      p, s = carry
-      rows = jax.random.choice(key, TRAIN, (BATCH,), replace=False)
-      loss, g = jax.value_and_grad(_xent)(p, xtr[rows], ytr[rows])
-      u, s = tx.update(g, s, p, value=loss)
-      return (optax.apply_updates(p, u), s), loss
-
-    keys = jax.random.split(jax.random.PRNGKey(100 + seed), steps)
-    (params, _), _ = jax.lax.scan(body, (params, tx.init(params)), keys)
-    return _xent(params, xte, yte)
+    held_out, _, _ = q._run(  # pylint: disable=protected-access
+        the_task, lambda: make_tx(peak), lambda s, t: jnp.ones(()),
+        the_task.steps, False, seed)
+    return held_out
 
   held_out = jax.jit(jax.vmap(run))(jnp.arange(seeds))
   return float(np.exp(np.mean(np.log(np.asarray(held_out)))))
@@ -114,10 +92,10 @@ def main(argv=None):
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   peaks = [float(p) for p in args.peaks.split(",")]
-  data = _data()
+  the_task = task(args.steps)
   rows = []
   for name, make in variants(args.steps).items():
-    rows.append([name] + [f"{score(make, p, args.seeds, args.steps, data):.4f}"
+    rows.append([name] + [f"{score(make, p, args.seeds, the_task):.4f}"
                           for p in peaks])
     print(" ".join(rows[-1]), flush=True)
   body = _timing.table(["variant"] + [f"peak {p:g}" for p in peaks], rows)
