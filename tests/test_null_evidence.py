@@ -153,6 +153,21 @@ def test_a_loss_that_switches_levels_keeps_the_scale_within_bounds():
   assert not bad, bad
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known miss: with use_cosine, lognormal noise of sigma 1 goes below "
+    "1e-3 on 9 of 16 seeds (docs/stable_policy.md, benchmarks/null_streams.py)"))
+def test_heavy_tailed_noise_with_the_cosine_overlay_on_more_seeds():
+  """Seed 0 of the bound test above reaches 1.01e-3: a pass by a hair.
+  Of seeds 0-7, three go below (lowest 3.3e-4). Strict: a fix makes this
+  pass."""
+  losses = jnp.asarray(np.stack([_stream("lognormal:1.0", seed=s)
+                                 for s in range(8)]), jnp.float32)
+  scales = np.asarray(jax.jit(jax.vmap(
+      lambda l: ao.simulate(l, use_cosine=True)["scale"]))(losses))
+  bad = _outside([f"seed {s}" for s in range(8)], scales)
+  assert not bad, bad
+
+
 @pytest.mark.parametrize("use_cosine", [False, True])
 def test_trendless_streams_around_zero_keep_the_scale_within_bounds(
     use_cosine):
