@@ -18,11 +18,6 @@ import argparse
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-import adaptive_optax as ao
 from adaptive_optax import _stable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -36,19 +31,18 @@ STREAMS = null.NULL_STREAMS + null.MORE_NULL_STREAMS + null.SWITCHING_STREAMS
 
 def scales(names, seeds, steps, use_cosine, rules):
   """The applied scale, shape (len(names), len(seeds), steps)."""
-  losses = np.stack([[null._stream(n, seed=s, n=steps) for s in seeds]
-                     for n in names])
-  flat = jnp.asarray(losses.reshape(-1, steps), jnp.float32)
-  run = jax.jit(jax.vmap(lambda l: ao.simulate(
-      l, use_cosine=use_cosine, rules=rules)["scale"]))
-  return np.asarray(run(flat)).reshape(len(names), len(seeds), steps)
+  # pylint: disable=protected-access
+  s = null._scales(names, seeds, steps, use_cosine=use_cosine, rules=rules)
+  return s.reshape(len(names), len(seeds), steps)
 
 
 def table(names, s):
+  # pylint: disable=protected-access
+  outside = {n for n, _, _ in null._outside(names, s.reshape(len(names), -1))}
   rows = []
   for name, per_seed in zip(names, s):
     lo, hi, end = per_seed.min(), per_seed.max(), per_seed[:, -1]
-    flag = "" if (lo >= 1e-3 and hi <= 10) else "**outside**"
+    flag = "**outside**" if name in outside else ""
     rows.append([name, f"{lo:.2g}", f"{hi:.2g}",
                  f"{end.min():.2g} - {end.max():.2g}", flag])
   return _timing.table(["stream", "lowest", "highest", "at the end (by seed)",

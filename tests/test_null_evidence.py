@@ -96,21 +96,28 @@ NULL_STREAMS = ("gauss:0.05", "gauss:0.3", "student", "lognormal:0.3",
                 "sawtooth:100", "sawtooth:1000")
 
 
-def _scales(streams, **kw):
-  """The applied scale at every step of each stream: shape (len, STEPS)."""
-  losses = jnp.asarray(np.stack([_stream(s) for s in streams]), jnp.float32)
+def _scales(streams, seeds=(0,), n=STEPS, **kw):
+  """The applied scale at every step of each stream and seed, stream-major:
+  shape (len(streams) * len(seeds), n). ``kw`` goes to ``ao.simulate``."""
+  losses = jnp.asarray(np.stack([_stream(s, seed, n) for s in streams
+                                 for seed in seeds]), jnp.float32)
   run = jax.jit(jax.vmap(lambda l: ao.simulate(l, **kw)["scale"]))
   return np.asarray(run(losses))
 
 
+def _outside(names, scales):
+  """The rows whose scale left [1e-3, 10] (or went NaN): (name, lo, hi)."""
+  lo, hi = scales.min(axis=1), scales.max(axis=1)
+  return [(s, float(a), float(b)) for s, a, b in zip(names, lo, hi)
+          if not (a >= 1e-3 and b <= 10)]
+
+
 @pytest.mark.parametrize("use_cosine", [False, True])
 def test_trendless_streams_keep_the_scale_within_bounds(use_cosine):
-  scales = _scales(NULL_STREAMS, use_cosine=use_cosine)
-  lo, hi = scales.min(axis=1), scales.max(axis=1)
-  bad = [(s, float(a), float(b)) for s, a, b in zip(NULL_STREAMS, lo, hi)
-         if not (a >= 1e-3 and b <= 10)]
-  # lognormal:1.0 with use_cosine was a known miss (5e-4 for a few steps)
-  # until the spike runs changed (explosion: a run ends at the level).
+  # On seed 0. With use_cosine, lognormal:1.0 reaches 1.01e-3 there and
+  # goes below 1e-3 on other seeds: a known miss, see
+  # test_heavy_tailed_noise_with_the_cosine_overlay_on_more_seeds.
+  bad = _outside(NULL_STREAMS, _scales(NULL_STREAMS, use_cosine=use_cosine))
   assert not bad, bad
 
 
@@ -123,13 +130,6 @@ MORE_NULL_STREAMS = (
     "constant", "nan_every:10", "bursts", "square:100", "square:1000", "chirp",
     "expsaw:500", "spike_every:50", "scaled:1e-8", "scaled:1e8",
     "bernoulli:0.5", "bernoulli:0.05")
-
-
-def _outside(names, scales):
-  """The streams whose scale left [1e-3, 10] (or went NaN): (name, lo, hi)."""
-  lo, hi = scales.min(axis=1), scales.max(axis=1)
-  return [(s, float(a), float(b)) for s, a, b in zip(names, lo, hi)
-          if not (a >= 1e-3 and b <= 10)]
 
 
 def test_more_trendless_shapes_keep_the_scale_within_bounds():
@@ -160,11 +160,9 @@ def test_heavy_tailed_noise_with_the_cosine_overlay_on_more_seeds():
   """Seed 0 of the bound test above reaches 1.01e-3: a pass by a hair.
   Of seeds 0-7, three go below (lowest 3.3e-4). Strict: a fix makes this
   pass."""
-  losses = jnp.asarray(np.stack([_stream("lognormal:1.0", seed=s)
-                                 for s in range(8)]), jnp.float32)
-  scales = np.asarray(jax.jit(jax.vmap(
-      lambda l: ao.simulate(l, use_cosine=True)["scale"]))(losses))
-  bad = _outside([f"seed {s}" for s in range(8)], scales)
+  seeds = range(8)
+  scales = _scales(("lognormal:1.0",), seeds=seeds, use_cosine=True)
+  bad = _outside([f"seed {s}" for s in seeds], scales)
   assert not bad, bad
 
 
