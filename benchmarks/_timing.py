@@ -7,6 +7,7 @@ variant alike) and the median round is quoted.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import os
 import platform
@@ -110,9 +111,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
   return "\n".join([line(cells[0]), sep] + [line(r) for r in cells[1:]])
 
 
+def add_out_argument(ap: argparse.ArgumentParser, filename: str) -> None:
+  """``--out``: the results file, ``results/<filename>`` by default."""
+  ap.add_argument("--out", default=os.path.join(RESULTS_DIR, filename),
+                  help="results file; '-' prints only")
+
+
 def report(title: str, body: str, out: str | None, load_before: float,
            extra: Mapping[str, str] | None = None) -> str:
-  """Prints the report and writes it to ``out`` (a path; None: don't)."""
+  """Prints the report and writes it to ``out`` (a path; None or '-': don't)."""
+  out = None if out == "-" else out
   load_after = load_average()
   shared = max(load_before, load_after) >= QUIET_LOAD
   m = machine()

@@ -77,9 +77,7 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--steps", type=int, default=1_000_000)
   ap.add_argument("--rounds", type=int, default=3)
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "controller_alone.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "controller_alone.md")
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   losses = loss_stream(args.steps)
@@ -118,7 +116,7 @@ def main(argv=None):
            f"{torch_lr[-1]:.6g} (float32 vs float64 arithmetic).\n")
   _timing.report(
       "Controller alone: ao.simulate vs the seed's PyTorch class", body,
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       extra={"stream": f"{args.steps:,} losses (decaying, noisy, 0.2% spikes)",
              "config": ", ".join(f"{k}={v}" for k, v in SEED_DEMO.items())
                        + f"; lr={SEED_LR}, momentum={SEED_MOMENTUM}",

@@ -154,9 +154,7 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=300, help="steps per round")
   ap.add_argument("--rounds", type=int, default=11)
   ap.add_argument("--no-torch", action="store_true")
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "host_sync.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "host_sync.md")
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   rows, torch_dev = [], "-"
@@ -182,7 +180,7 @@ def main(argv=None):
                         "IQR/2", "vs ours"], rows)
   _timing.report(
       "Host sync: a per-step loss read vs a controller inside the step", body,
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       extra={
           "what": "a Python loop dispatching one training step (grad, "
                   "update, apply) per iteration; data on the device; median "

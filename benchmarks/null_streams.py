@@ -55,9 +55,7 @@ def main(argv=None):
   ap.add_argument("--steps", type=int, default=null.STEPS)
   ap.add_argument("--drop", default="",
                   help="comma-separated stable rules to switch off")
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "null_streams.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "null_streams.md")
   args = ap.parse_args(argv)
   drop = {r for r in args.drop.split(",") if r}
   unknown = drop - set(_stable.RULES)
@@ -73,7 +71,7 @@ def main(argv=None):
     body.append(f"## use_cosine={use_cosine}\n\n{table(STREAMS, s)}\n")
   _timing.report(
       "The applied scale on trendless loss streams", "\n".join(body),
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       {"what": f"ao.simulate, {args.steps:,} steps, seeds {seeds}; "
                f"rules off: {sorted(drop) or 'none'}",
        "streams": "tests/test_null_evidence.py (`_stream`)"})

@@ -193,9 +193,7 @@ def main(argv=None):
                   help="steps per round (0: by size, ~0.1 s per round)")
   ap.add_argument("--leaves", default="8,100",
                   help="leaf counts (64x64 each) for the compile-time table")
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "overhead.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "overhead.md")
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   sizes = [int(float(s)) for s in args.sizes.split(",")]
@@ -248,7 +246,7 @@ def main(argv=None):
       compile_by_leaves([int(n) for n in args.leaves.split(",")]))
   _timing.report(
       "Step overhead: optax.chain(opt, adaptive_scale) vs opt alone", body,
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       extra={
           "what": "one jitted update + apply_updates, params and state "
                   "donated; median of interleaved rounds (order rotated)",

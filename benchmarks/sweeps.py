@@ -150,9 +150,7 @@ def main(argv=None):
   ap.add_argument("--torch-runs", type=int, default=4,
                   help="runs over which PyTorch's rate is measured")
   ap.add_argument("--torch-rounds", type=int, default=3)
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "sweeps.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "sweeps.md")
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   ks = [int(k) for k in args.ks.split(",")]
@@ -235,7 +233,7 @@ def main(argv=None):
            "outputs + temporaries); for one-after-another it is one run's.\n")
   _timing.report(
       f"Sweeps: the seed's demo, {args.steps} steps x K configurations", body,
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       extra={"controller": f"mode={args.mode}, " + ", ".join(
           f"{k}={v}" for k, v in FIXED.items()) + "; varied: up_factor, "
           "down_factor, patience, lr",

@@ -66,8 +66,7 @@ def main():
   ap.add_argument("--steps", type=int, default=2000)
   ap.add_argument("--rounds", type=int, default=7)
   ap.add_argument("--groups", type=int, nargs="+", default=[1, 4])
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "torch_step_cost.md"))
+  _timing.add_out_argument(ap, "torch_step_cost.md")
   args = ap.parse_args()
   torch.set_num_threads(1)
   load = _timing.load_average()
@@ -93,7 +92,7 @@ def main():
       "training step of the seed's demo model takes about 270 us in torch "
       "on this machine (benchmarks/results/host_sync.md).\n")
   _timing.report("torch step_loss cost: adaptive_optax.torch vs the seed's "
-                 "class", body, None if args.out == "-" else args.out, load,
+                 "class", body, args.out, load,
                  {"torch": torch.__version__,
                   "rounds x steps": f"{args.rounds} x {args.steps}",
                   "config": "the seed demo's (use_cosine=True, T0=100...)"})

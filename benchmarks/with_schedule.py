@@ -86,9 +86,7 @@ def main(argv=None):
   ap.add_argument("--peaks", default="1e-4,1e-3,1e-2,3e-2,1e-1,3e-1")
   ap.add_argument("--seeds", type=int, default=4)
   ap.add_argument("--steps", type=int, default=1500)
-  ap.add_argument("--out", default=os.path.join(_timing.RESULTS_DIR,
-                                                "with_schedule.md"),
-                  help="results file; '-' prints only")
+  _timing.add_out_argument(ap, "with_schedule.md")
   args = ap.parse_args(argv)
   load0 = _timing.load_average()
   peaks = [float(p) for p in args.peaks.split(",")]
@@ -101,7 +99,7 @@ def main(argv=None):
   body = _timing.table(["variant"] + [f"peak {p:g}" for p in peaks], rows)
   _timing.report(
       "adaptive_scale() on top of a schedule: digits MLP, AdamW", body,
-      None if args.out == "-" else args.out, load0,
+      args.out, load0,
       extra={"score": "held-out cross-entropy, geometric mean over "
                       f"{args.seeds} seeds",
              "steps": f"{args.steps}, batch {BATCH}, warm-up "
