@@ -437,8 +437,7 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
                              before.num_steps, c)
   if cfg.use_cosine:
     state, cos = _cosine_factor(hp, state, dtype)
-    floor = c(hp.eta_min_scale)
-    applied = applied * (floor + (1 - floor) * cos)
+    applied = applied * _stable.cosine_overlay(hp, cos, state.probing, c)
   # Cautious start: the first update uses the rate as given; from the
   # second on, the warm-up factor (a modulation, never written back) starts
   # at start_scale and reaches 1 after one window.

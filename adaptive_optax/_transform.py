@@ -200,7 +200,8 @@ def adaptive_scale(
     patience: steps without improvement before a big drop.
     big_drop: multiplier of a big drop.
     cooldown: steps after a big drop before another may happen.
-    use_cosine: enable the cosine warm-restart overlay (static).
+    use_cosine: enable the cosine warm-restart overlay (static). In stable
+      mode it is held at 1 while the start-up probe runs (its timers run).
     T0: first cosine period, in steps.
     T_mult: period growth factor at each restart.
     eta_min_scale: cosine floor as a fraction of the adapted scale.

@@ -153,17 +153,51 @@ def test_a_loss_that_switches_levels_keeps_the_scale_within_bounds():
   assert not bad, bad
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known miss: with use_cosine, lognormal noise of sigma 1 goes below "
-    "1e-3 on 9 of 16 seeds (docs/stable_policy.md, benchmarks/null_streams.py)"))
+# Heavy-tailed noise, whose spikes stop the warm-up low at the start-up.
+HEAVY_TAILED = ("lognormal:1.0", "cauchy", "outliers:0.01/50")
+
+
 def test_heavy_tailed_noise_with_the_cosine_overlay_on_more_seeds():
-  """Seed 0 of the bound test above reaches 1.01e-3: a pass by a hair.
-  Of seeds 0-7, three go below (lowest 3.3e-4). Strict: a fix makes this
-  pass."""
+  """With use_cosine, seeds 0-7. Before the overlay was held at 1 while the
+  probe runs (_stable.cosine_overlay), its first trough met the start-up's
+  low decided rate: lognormal sigma 1 reached 3.3e-4 (3 of these 8 seeds
+  below 1e-3), Cauchy 7.2e-4, 1% outliers at +50 5.7e-4. Now the lowest is
+  1.08e-3. (5% outliers at +10 reach 1.0e-3 on seed 4 at the second step,
+  with or without the overlay: the warm-up's stop and its step's damping by
+  the same spike; not tested here, at the bound by construction.)"""
   seeds = range(8)
-  scales = _scales(("lognormal:1.0",), seeds=seeds, use_cosine=True)
-  bad = _outside([f"seed {s}" for s in seeds], scales)
+  names = [f"{n} seed {s}" for n in HEAVY_TAILED for s in seeds]
+  bad = _outside(names, _scales(HEAVY_TAILED, seeds=seeds, use_cosine=True))
   assert not bad, bad
+
+
+def test_the_cosine_overlay_is_held_at_one_while_the_probe_runs():
+  """The probe compares the loss's fall at two rates: the overlay must not
+  move the applied rate under it. After the probe, the overlay applies."""
+  # pylint: disable=g-import-not-at-top
+  from adaptive_optax import _options, _policy
+  losses = jnp.asarray(_stream("lognormal:1.0", 5, 2000), jnp.float32)
+
+  def run(use_cosine):
+    hp, cfg = _options.build_policy(
+        dict(use_cosine=use_cosine, T0=50, T_mult=1), _options.SCALE_BOUNDS,
+        "test", learning_rate=None, momentum=None)
+    step = lambda s, l: (lambda n: (n, n))(_policy.step(hp, cfg, s, l))
+    _, states = jax.lax.scan(
+        step, _policy.init(hp, cfg, 1.0, 0.0, jnp.float32), losses)
+    f = states.unpack()
+    return (np.asarray(f.applied_rate), np.asarray(f.probing),
+            np.asarray(f.cosine_t))
+
+  on, probing, phase = run(True)
+  off, _, _ = run(False)
+  # The probe ran through troughs of the overlay (phase 25 of 50: 0.1).
+  assert np.any(probing & (phase >= 15) & (phase <= 35)), probing.sum()
+  np.testing.assert_allclose(on[probing], off[probing], rtol=1e-6)
+  after = ~probing
+  assert after.sum() > 500, after.sum()
+  assert np.all(on[after] <= off[after] * (1 + 1e-6))
+  assert np.mean(on[after] < 0.5 * off[after]) > 0.2
 
 
 @pytest.mark.parametrize("use_cosine", [False, True])
