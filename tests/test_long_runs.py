@@ -15,10 +15,9 @@ import pytest
 
 import adaptive_optax as ao
 from adaptive_optax import _policy
+from tests.conftest import jit_long
 
 MILLION = 1_000_000
-OPTIMIZED = {"xla_backend_optimization_level": 2,
-             "xla_llvm_disable_expensive_passes": False}
 INT32_MAX = 2**31 - 1
 
 
@@ -34,9 +33,8 @@ def million(request):
   # Run time, not compile time, is what this program costs: compiled with
   # XLA's optimizations (which conftest turns off for the rest of the suite)
   # it runs 2-3x faster, for a second more of compiling.
-  run = jax.jit(lambda losses: ao.simulate(
-      losses, mode=request.param, use_cosine=True, T0=1, T_mult=2),
-                compiler_options=OPTIMIZED)
+  run = jit_long(lambda losses: ao.simulate(
+      losses, mode=request.param, use_cosine=True, T0=1, T_mult=2))
   out = run(_noisy_decay(MILLION))
   return request.param, jax.tree.map(np.asarray, out)
 

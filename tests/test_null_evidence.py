@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import adaptive_optax as ao
+from tests.conftest import jit_long
 from tests.conftest import run_updates
 
 STEPS = 10_000
@@ -101,7 +102,7 @@ def _scales(streams, seeds=(0,), n=STEPS, **kw):
   shape (len(streams) * len(seeds), n). ``kw`` goes to ``ao.simulate``."""
   losses = jnp.asarray(np.stack([_stream(s, seed, n) for s in streams
                                  for seed in seeds]), jnp.float32)
-  run = jax.jit(jax.vmap(lambda l: ao.simulate(l, **kw)["scale"]))
+  run = jit_long(jax.vmap(lambda l: ao.simulate(l, **kw)["scale"]))
   return np.asarray(run(losses))
 
 
@@ -183,8 +184,8 @@ def test_the_cosine_overlay_is_held_at_one_while_the_probe_runs():
         dict(use_cosine=use_cosine, T0=50, T_mult=1), _options.SCALE_BOUNDS,
         "test", learning_rate=None, momentum=None)
     step = lambda s, l: (lambda n: (n, n))(_policy.step(hp, cfg, s, l))
-    _, states = jax.lax.scan(
-        step, _policy.init(hp, cfg, 1.0, 0.0, jnp.float32), losses)
+    states = jit_long(lambda l: jax.lax.scan(
+        step, _policy.init(hp, cfg, 1.0, 0.0, jnp.float32), l)[1])(losses)
     f = states.unpack()
     return (np.asarray(f.applied_rate), np.asarray(f.probing),
             np.asarray(f.cosine_t))
@@ -210,7 +211,7 @@ def test_trendless_streams_around_zero_keep_the_scale_within_bounds(
   names = [(s, level) for level in (0.0, 0.1) for s in NULL_STREAMS]
   losses = jnp.asarray(np.stack([_stream(s) - 1 + level
                                  for s, level in names]), jnp.float32)
-  scales = np.asarray(jax.jit(jax.vmap(
+  scales = np.asarray(jit_long(jax.vmap(
       lambda l: ao.simulate(l, use_cosine=use_cosine)["scale"]))(losses))
   lo, hi = scales.min(axis=1), scales.max(axis=1)
   final = scales[:, -2000:].mean(axis=1)
@@ -256,7 +257,7 @@ def test_trendless_streams_at_other_levels_keep_the_scale_within_bounds(level):
   large one is no different while its level stands clear of its swing."""
   losses = jnp.asarray(np.stack([_stream(s) - 1 + level
                                  for s in NULL_STREAMS]), jnp.float32)
-  scales = np.asarray(jax.jit(jax.vmap(
+  scales = np.asarray(jit_long(jax.vmap(
       lambda l: ao.simulate(l)["scale"]))(losses))
   lo, hi = scales.min(axis=1), scales.max(axis=1)
   final = scales[:, -2000:].mean(axis=1)
@@ -275,7 +276,7 @@ def test_no_start_scale_drifts_a_trendless_loss():
   losses = jnp.asarray(np.stack([_stream(s) for s in streams]), jnp.float32)
   run = jax.vmap(jax.vmap(lambda l, u: ao.simulate(l, start_scale=u)["scale"],
                           (None, 0)), (0, None))
-  scales = np.asarray(jax.jit(run)(losses, starts))
+  scales = np.asarray(jit_long(run)(losses, starts))
   lo, hi = scales.min(axis=2), scales.max(axis=2)
   final = scales[:, :, -2000:].mean(axis=2)
   bad = [(s, float(u), float(lo[i, j]), float(hi[i, j]), float(final[i, j]))
@@ -306,7 +307,7 @@ def test_probe_false_alarm_rate_on_gaussian_noise():
   # most a few percent may end the probe above the given rate.
   keys = jax.random.split(jax.random.PRNGKey(0), 400)
   losses = 1 + 0.1 * jax.vmap(lambda k: jax.random.normal(k, (400,)))(keys)
-  scale = jax.jit(jax.vmap(lambda l: ao.simulate(l)["scale"][-1]))(losses)
+  scale = jit_long(jax.vmap(lambda l: ao.simulate(l)["scale"][-1]))(losses)
   above = float(np.mean(np.asarray(scale) > 1.0 + 1e-6))
   assert above <= 0.05, above
 
@@ -314,8 +315,8 @@ def test_probe_false_alarm_rate_on_gaussian_noise():
 def test_runaway_never_fires_on_bounded_noise():
   # A cut needs three significant rises in a row and a level twice the
   # lowest window mean: i.i.d. noise of 30% never gets there.
-  out = ao.simulate(jnp.asarray(_stream("gauss:0.3", seed=3), jnp.float32))
-  scale = np.asarray(out["scale"])
+  scale = np.asarray(jit_long(lambda l: ao.simulate(l)["scale"])(
+      jnp.asarray(_stream("gauss:0.3", seed=3), jnp.float32)))
   assert scale[200:].min() >= 0.2, scale[200:].min()
 
 
@@ -368,7 +369,7 @@ def test_the_spike_run_false_alarm_rate_on_heavy_tails():
   kinds = ("gauss:0.3", "student", "lognormal:1.0")
   losses = jnp.asarray(np.stack([_stream(k, seed=s) for k in kinds
                                  for s in range(16)]), jnp.float32)
-  run = jax.jit(jax.vmap(lambda l: ao.simulate(l, rules=("spike",))[
+  run = jit_long(jax.vmap(lambda l: ao.simulate(l, rules=("spike",))[
       "stored_scale"]))
   stored = np.asarray(run(losses)).reshape(len(kinds), 16, -1)
   cuts = (stored[..., 1:] < 0.999 * stored[..., :-1]).sum(-1).mean(-1)
@@ -460,7 +461,7 @@ def test_a_stationary_reward_does_not_drift_the_rate(preset):
   rewards = jnp.asarray(np.stack([_reward_stream(k) for k in kinds]),
                         jnp.float32)
   loss = jnp.asarray(_stream("gauss:0.1", n=rewards.shape[1]), jnp.float32)
-  run = jax.jit(jax.vmap(lambda r: ao.simulate(loss, r, **kw)["scale"]))
+  run = jit_long(jax.vmap(lambda r: ao.simulate(loss, r, **kw)["scale"]))
   scales = dict(zip(kinds, np.asarray(run(rewards))))
   bad = [(k, float(s.min()), float(s.max()), float(s[-1]))
          for k, s in scales.items() if k not in ("falling", "rising")
@@ -484,8 +485,8 @@ def test_a_hard_rollout_does_not_cut_a_reward_driven_rate(preset):
   rewards = np.repeat(np.where(hard, 300.0, 500.0), k)
   losses = np.repeat(np.where(hard, 5.0, 1.0), k) * (1 + 0.05 * rng.normal(size=n))
   kw = {"preset": preset} if preset else {"use_reward": True}
-  out = ao.simulate(jnp.asarray(losses, jnp.float32),
-                    jnp.asarray(rewards, jnp.float32), **kw)
+  run = jit_long(lambda l, r: ao.simulate(l, r, **kw))
+  out = run(jnp.asarray(losses, jnp.float32), jnp.asarray(rewards, jnp.float32))
   stored, applied = np.asarray(out["stored_scale"]), np.asarray(out["scale"])
   # The runaway rule may halve it once or twice (window means vary 5x: at
   # most log2(5) cuts); the spike damps the hard steps (at most 10x).
@@ -493,6 +494,6 @@ def test_a_hard_rollout_does_not_cut_a_reward_driven_rate(preset):
   assert applied.min() >= 0.02, applied.min()
   # A non-finite loss still counts: a run of them cuts.
   losses[5000:5003] = np.nan
-  s = np.asarray(ao.simulate(jnp.asarray(losses, jnp.float32),
-                             jnp.asarray(rewards, jnp.float32), **kw)["scale"])
+  s = np.asarray(run(jnp.asarray(losses, jnp.float32),
+                     jnp.asarray(rewards, jnp.float32))["scale"])
   assert s[5004] < 0.75 * s[4990], (s[4990], s[5004])
