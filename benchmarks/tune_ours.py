@@ -62,6 +62,8 @@ def main(argv=None):
   ap.add_argument("--tasks", required=True)
   ap.add_argument("--variant", action="append", default=[])
   ap.add_argument("--seeds", type=int, default=3)
+  ap.add_argument("--steps-scale", type=float, default=1.0,
+                  help="run each task for this fraction of its steps (as quality.py)")
   args = ap.parse_args(argv)
   makers = {f.__name__: f for f in tasks_lib.ALL}
   seeds = list(range(args.seeds))
@@ -69,7 +71,8 @@ def main(argv=None):
   for name in args.tasks.split(","):
     task = makers[name]()
     t0 = time.time()
-    best = best_fixed(task, seeds, task.steps)
+    steps = max(20, int(task.steps * args.steps_scale))
+    best = best_fixed(task, seeds, steps)
     for vname, kw in variants:
       def build(start, kw=kw):
         def make():
@@ -78,7 +81,7 @@ def main(argv=None):
                              ao.adaptive_scale(**extra, **kw))
         return make, lambda s, t: task.lr * start * ao.metrics(s)["scale"]
       sc, _, lr = q._vrun(task, build, [(v,) for v in q.STARTS.values()],
-                          seeds, task.steps, reward=task.reward)
+                          seeds, steps, reward=task.reward)
       cells = [q._geomean(q._ratios(sc[j], best)) for j in range(3)]
       fin = [float(np.exp(np.mean(np.log(lr[j, :, -1] / task.lr))))
              for j in range(3)]
