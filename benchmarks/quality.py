@@ -76,6 +76,11 @@ def _base(task, lr):
   return optax.adam(lr)
 
 
+def scaled_steps(task, scale):
+  """A task's steps at ``scale`` of its length; at least 20, one window."""
+  return max(20, int(task.steps * scale))
+
+
 def _run(task, make_tx, lr_of, steps, reward, seed, eval_params=None):
   """One training run under one scan: (score, per-step value, per-step lr).
 
@@ -433,7 +438,7 @@ def main(argv=None):
   all_tables, timings = {}, {}
   for name in names:
     task = makers[name]()
-    steps = max(20, int(task.steps * scale))
+    steps = scaled_steps(task, scale)
     t0 = time.time()
     res = run_task(task, seeds, steps, ablation=args.ablation)
     timings[task.name] = time.time() - t0

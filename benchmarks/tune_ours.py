@@ -71,7 +71,7 @@ def main(argv=None):
   for name in args.tasks.split(","):
     task = makers[name]()
     t0 = time.time()
-    steps = max(20, int(task.steps * args.steps_scale))
+    steps = q.scaled_steps(task, args.steps_scale)
     best = best_fixed(task, seeds, steps)
     for vname, kw in variants:
       def build(start, kw=kw):
