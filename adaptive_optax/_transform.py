@@ -179,7 +179,11 @@ def adaptive_scale(
     mode: ``"stable"`` or ``"reference"`` (static).
     loss_beta: EMA coefficient of the loss.
     reward_beta: EMA coefficient of the reward.
-    var_window: loss window for the variance and trend (static).
+    var_window: loss window for the variance and trend (static). Keep it
+      at least half the optimizer's memory ``1/(1 - beta)``: the drift rule
+      compares consecutive windows' displacements, which a longer momentum
+      correlates (50 for momentum 0.99 or Lion; see the stable policy's
+      docs, "An optimizer that remembers longer than a window").
     up_factor: reference mode: multiplier when the loss improves.
     down_factor: reference mode: multiplier when it worsens.
     min_rel_improve: relative improvement that counts as one.
