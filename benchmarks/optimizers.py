@@ -84,17 +84,17 @@ TASKS = {"digits": tasks_lib.digits_adam, "friedman1": tasks_lib.friedman1}
 
 
 def run_pair(task, make_opt, seeds):
-  """The good LR, grid scores (len(GRID), seeds) and, per variant of ours,
-  scores (len(STARTS), seeds)."""
+  """The good LR, each grid point's score (geometric-mean ratio to each
+  seed's best grid point), that best per seed, and, per variant of ours,
+  raw scores (len(STARTS), seeds)."""
   steps = task.steps
 
   def grid_build(lr):
     return (lambda: make_opt(lr, steps)), (lambda s, t: lr)
   grid = quality._vrun(task, grid_build, [(g,) for g in GRID], seeds, steps)[0]
-  clean = quality._clean(grid)
-  best = np.min(clean, axis=0)
-  good = GRID[int(np.argmin([quality._geomean(quality._ratios(g, best))
-                             for g in clean]))]
+  best = np.min(quality._clean(grid), axis=0)
+  grid_gm = [quality._geomean(quality._ratios(g, best)) for g in grid]
+  good = GRID[int(np.argmin(grid_gm))]
   ours = {}
   for name, kw in VARIANTS.items():
     def build(factor, kw=kw):
@@ -104,21 +104,19 @@ def run_pair(task, make_opt, seeds):
               (lambda s, t: lr * ao.metrics(s)["scale"]))
     ours[name] = quality._vrun(task, build, [(f,) for f in STARTS.values()],
                                seeds, steps)[0]
-  return good, grid, ours
+  return good, grid_gm, best, ours
 
 
-def cells(good, grid, ours):
+def cells(good, grid_gm, best, ours):
   """{start: [fixed, each variant]}: geometric-mean ratios to each seed's
   best grid point (fixed: NaN where the start is off the grid)."""
-  clean = quality._clean(grid)
-  best = np.min(clean, axis=0)
   out = {}
   for i, (name, factor) in enumerate(STARTS.items()):
     j = int(np.argmin(np.abs(np.log(np.asarray(GRID) / (good * factor)))))
-    fixed = (quality._geomean(quality._ratios(clean[j], best))
-             if np.isclose(GRID[j], good * factor, rtol=1e-3) else float("nan"))
-    out[name] = [fixed] + [quality._geomean(quality._ratios(
-        quality._clean(v[i]), best)) for v in ours.values()]
+    fixed = (grid_gm[j] if np.isclose(GRID[j], good * factor, rtol=1e-3)
+             else float("nan"))
+    out[name] = [fixed] + [quality._geomean(quality._ratios(v[i], best))
+                           for v in ours.values()]
   return out
 
 
@@ -136,8 +134,8 @@ def main(argv=None):
   for tname in args.tasks.split(","):
     task = TASKS[tname]()
     for oname in args.optimizers.split(","):
-      good, grid, ours = run_pair(task, OPTIMIZERS[oname], seeds)
-      c = cells(good, grid, ours)
+      good, grid_gm, best, ours = run_pair(task, OPTIMIZERS[oname], seeds)
+      c = cells(good, grid_gm, best, ours)
       row = [tname, oname, f"{good:.3g}"] + [
           quality._fmt(x) if np.isfinite(x) else "-"
           for s in STARTS for x in c[s]]
