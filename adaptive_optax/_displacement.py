@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # Coordinates kept (about): a cosine over thousands of coordinates of a
 # displacement that is spread over the model is close to the full one.
@@ -49,6 +50,14 @@ def sample(tree, dtype) -> jax.Array:
   parts = [jnp.real(jnp.ravel(jnp.asarray(x)))[::stride].astype(dtype)
            for x in leaves]
   return jnp.concatenate(parts) if parts else jnp.zeros((0,), dtype)
+
+
+def window_length(drift_window, var_window: int):
+  """Updates per displacement window: ``drift_window``, or the loss's
+  ``var_window`` when it is 0 (a Python int stays one: no op in the step)."""
+  if isinstance(drift_window, (int, np.integer)):
+    return int(drift_window) or var_window
+  return jnp.where(jnp.asarray(drift_window) > 0, drift_window, var_window)
 
 
 def init(params, dtype) -> Displacement:

@@ -69,6 +69,10 @@ HYPERPARAMS: tuple[tuple[str, Any, Rule], ...] = (
     # Stable mode: the horizon, when the user knows it (0: none).
     ("total_steps", 0, STEPS),
     ("decay_fraction", 0.2, Rule(lambda v: 0 < v <= 1, "in (0, 1]")),
+    # Stable mode: the drift rule's window of updates (0: var_window).
+    ("drift_window", 0, Rule(lambda v: v == 0 or 2 <= v <= _INT32_MAX,
+                             f"0 (var_window) or an integer in [2, "
+                             f"{_INT32_MAX}] (a number of updates)", True)),
 )
 # Checked only when the policy that reads them is on (static switch).
 _ONLY_WITH = dict(T0="use_cosine", T_mult="use_cosine")

@@ -413,13 +413,13 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
   beyond its noise, grow the rate by ``probe_growth``.
 
   ``align`` is the cosine between the parameters' displacement over the last
-  window of W updates and over the window before (NaN when not measured this
-  step, see :mod:`adaptive_optax._displacement`); the rule reads the last
-  one at each decided window. In a noise ball near the best rate
-  consecutive displacements are uncorrelated or point back; far below it
-  the parameters keep travelling down the same slope (``align >= ALIGN``)
-  while each window's fall is lost in the loss's noise, so the loss's own
-  rules (the probe) see nothing. Where the loss does fall beyond its band,
+  window of ``drift_window`` updates and over the window before (NaN when
+  not measured this step, see :mod:`adaptive_optax._displacement`); the
+  rule reads the last one at each decided window. In a noise ball near the
+  best rate consecutive displacements are uncorrelated or point back; far
+  below it the parameters keep travelling down the same slope (``align >=
+  ALIGN``) while each window's fall is lost in the loss's noise, so the
+  loss's own rules (the probe) see nothing. Where the loss does fall beyond its band,
   the rule leaves the rate to them: a smooth descent (a full batch, say)
   moves the parameters one way at every stable rate, and there the cosine
   says nothing of where the rate becomes unstable. It never acts in the
@@ -434,7 +434,9 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
 
   With a reward (``streak``), ``ev`` is :func:`reward_evidence`'s: the
   reward's trend, not the loss's, decides "no progress" and "worse", and the
-  cosine must reach ``ALIGN`` at two decided windows in a row. With a
+  cosine must reach ``ALIGN`` at two displacement windows in a row (a
+  decided window without a new cosine neither extends nor breaks the
+  streak). With a
   reward only the reward rule's moves can take a growth back, and a
   rollout's return repeats over its minibatches, so its band alarms often:
   with one aligned window the rate ratcheted up to 100-4,500x on PPO
@@ -447,7 +449,10 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
   with probability 8e-5 at d = 10 and 1e-19 at d = 50; a displacement
   spread over fewer than ``MIN_SPREAD`` effective coordinates reports no
   cosine. Momentum correlates consecutive windows: with memory ``1/(1-b)``
-  steps the test holds for ``1/(1-b)`` well below W (b = 0.9 at W = 20). A
+  steps the mean cosine of noise windows of ``W_d = drift_window`` updates
+  is ``b (1 - b^W_d)^2 / (W_d (1 - b^2) - 2 b (1 - b^W_d))``: 0.31 for
+  b = 0.9 at 20 updates, 0.88 for 0.99, and 0.72-0.73 whenever ``W_d`` is
+  half the memory (50 for 0.99), below ``ALIGN``. A
   loss stream alone (``simulate``, the PyTorch and Keras front ends) carries
   no displacement: the rule never fires.
   """
@@ -455,9 +460,11 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
   # losses: the last cosine waits for the loss's next decision.
   align = jnp.where(jnp.isnan(align), state.drift_align, align)
   last = state.drift_last
+  # A streak counts displacement windows: a decision without a new cosine
+  # (their window is longer) neither extends nor breaks it.
+  fresh = ev.decide & (align > -2)
   state = state._replace(drift_align=jnp.where(ev.decide, -2, align),
-                         drift_last=jnp.where(ev.decide, align,
-                                              state.drift_last))
+                         drift_last=jnp.where(fresh, align, state.drift_last))
   g = c(hp.probe_growth)
   undo = ev.known & (state.drift_trial > 0) & ev.worse
   rate = jnp.where(undo, rate / g, rate)

@@ -87,7 +87,7 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
      "runaway cut."),
     ("drift_align", FLOAT, -2.0, "stable: the last cosine between two "
      "windows' displacements (-2: none since the last decision)."),
-    ("drift_last", FLOAT, -2.0, "stable: the cosine read at the last "
+    ("drift_last", FLOAT, -2.0, "stable: the last new cosine read at a "
      "decided window."),
     ("drift_ceiling", FLOAT, 0.0, "stable: the drift rule grows the rate to "
      "at most this (0: no limit yet)."),

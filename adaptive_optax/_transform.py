@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -145,6 +146,7 @@ def adaptive_scale(
     start_scale: jax.typing.ArrayLike = 0.1,
     total_steps: jax.typing.ArrayLike = 0,
     decay_fraction: jax.typing.ArrayLike = 0.2,
+    drift_window: jax.typing.ArrayLike = 0,
     rules: tuple[str, ...] | None = None,
     axis_name: str | None = None,
 ) -> optax.GradientTransformationExtraArgs:
@@ -179,11 +181,7 @@ def adaptive_scale(
     mode: ``"stable"`` or ``"reference"`` (static).
     loss_beta: EMA coefficient of the loss.
     reward_beta: EMA coefficient of the reward.
-    var_window: loss window for the variance and trend (static). Keep it
-      at least half the optimizer's memory ``1/(1 - beta)``: the drift rule
-      compares consecutive windows' displacements, which a longer momentum
-      correlates (50 for momentum 0.99 or Lion; see the stable policy's
-      docs, "An optimizer that remembers longer than a window").
+    var_window: loss window for the variance and trend (static).
     up_factor: reference mode: multiplier when the loss improves.
     down_factor: reference mode: multiplier when it worsens.
     min_rel_improve: relative improvement that counts as one.
@@ -234,6 +232,13 @@ def adaptive_scale(
       applied scale then decays as ``1 - sqrt(x)`` over the last
       ``decay_fraction`` of the run, as warmup-stable-decay schedules do.
     decay_fraction: stable mode: see ``total_steps``.
+    drift_window: stable mode: the updates per window of the drift rule's
+      displacements (0: ``var_window``). Give at least half the optimizer's
+      memory ``1/(1 - beta)`` where that exceeds ``var_window``: 50 for SGD
+      momentum or Adam ``b1`` of 0.99 (``adaptive_hyperparams`` does it from
+      the ``momentum`` or ``b1`` it is given). A momentum that remembers
+      longer than two windows correlates consecutive ones, and the rule
+      then grows the rate on noise.
     rules: stable mode: the rules that run, a subset of
       ``("warmup", "probe", "runaway", "spike", "reward", "patience",
       "damping", "drift")`` (static; default all; the warm-up needs the
@@ -275,6 +280,7 @@ def adaptive_scale(
                                   "adaptive_scale")
 
   tracks = _policy.reads_alignment(cfg)
+  window = _displacement.window_length(hp.drift_window, cfg.var_window)
 
   def init_fn(params):
     dtype = stats_dtype(params)
@@ -291,7 +297,7 @@ def adaptive_scale(
     else:  # the loss at these params is known: use it now
       align = None
       if tracks:
-        align, disp = _displacement.step(disp, params, cfg.var_window)
+        align, disp = _displacement.step(disp, params, window)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates = _scale_tree(updates, ctrl.applied_rate)
     return updates, AdaptiveScaleState(controller=ctrl, displacement=disp)
@@ -342,6 +348,35 @@ def _static_args(factory, extra, inject) -> tuple[str, ...]:
   return tuple(sorted(names - driven))
 
 
+def _memory_window(factory, momentum, extra, var_window) -> int:
+  """The drift window the inner optimizer's memory asks for (0: the loss's).
+
+  A first-moment decay ``beta`` (``momentum``, or ``b1`` given or by the
+  factory's default) remembers ``1/(1 - beta)`` steps; the drift rule's null
+  holds once its window is half that (docs/stable_policy.md, rule 3). Only a
+  concrete decay counts.
+  """
+  try:
+    defaults = {k: p.default for k, p in
+                inspect.signature(factory).parameters.items()}
+  except (TypeError, ValueError):
+    defaults = {}
+  given = {**defaults, **extra}
+  if momentum is not None:
+    given["momentum"] = momentum
+  window = 0
+  for name in ("momentum", "b1"):
+    try:
+      beta = float(given.get(name))
+    except (TypeError, ValueError, jax.errors.ConcretizationTypeError):
+      continue
+    if 0 <= beta < 1:
+      window = max(window, math.ceil(0.5 / (1 - beta)))
+  # An invalid var_window is left to build_policy's error, which names it.
+  longer = not isinstance(var_window, int) or window > var_window
+  return window if longer else 0
+
+
 def _factory_params(factory) -> set[str]:
   try:
     return set(inspect.signature(factory).parameters)
@@ -375,6 +410,12 @@ def adaptive_hyperparams(
   injected would be rounded to 1.0 in a bfloat16 state; ``adafactor``'s
   sizes must stay integers under ``jit``; ``mu_dtype`` is no schedule).
   Name others in ``inject`` to make them state you may change.
+
+  Unless given, ``drift_window`` follows the optimizer's memory: half of
+  ``1/(1 - beta)`` steps for the starting ``momentum`` or ``b1`` (given, or
+  the factory's default) where that exceeds ``var_window`` (momentum 0.99:
+  50), so that the drift rule's null holds (see :func:`adaptive_scale`).
+  A momentum the reward rule later raises is not followed.
 
   Args:
     factory: an optax optimizer factory taking ``learning_rate``, such as
@@ -444,6 +485,10 @@ def adaptive_hyperparams(
     raise ValueError(
         f"momentum was given but {getattr(factory, '__name__', factory)} has "
         "no momentum argument; leave momentum=None (the LR is still driven).")
+  if "drift_window" not in policy:
+    policy["drift_window"] = _memory_window(
+        factory, momentum, extra,
+        policy.get("var_window", _options.STATIC_DEFAULTS["var_window"]))
   hp, cfg = _options.build_policy(
       {**policy, "mode": mode, "lr_min": lr_min, "lr_max": lr_max},
       _options.LR_BOUNDS, "adaptive_hyperparams",
@@ -455,6 +500,7 @@ def adaptive_hyperparams(
   inner = optax.inject_hyperparams(factory, static_args=static)(
       **inject_args, **extra)
   tracks = _policy.reads_alignment(cfg)
+  window = _displacement.window_length(hp.drift_window, cfg.var_window)
 
   def init_fn(params):
     dtype = stats_dtype(params)
@@ -488,7 +534,7 @@ def adaptive_hyperparams(
     else:
       align = None
       if tracks:
-        align, disp = _displacement.step(disp, params, cfg.var_window)
+        align, disp = _displacement.step(disp, params, window)
       ctrl = _policy.step(hp, cfg, ctrl, loss, reward, align)
       updates, opt_state = inner.update(
           updates, _inject(opt_state, ctrl), params, value=value, **extra_args)

@@ -13,9 +13,10 @@ geometric mean over the seeds (1.00: as good as the best constant rate); a
 diverged run counts as 1e6, as in ``quality.py``.
 
 Nothing here was used to choose a rule or a constant of the defaults: it
-was run after the policy was fixed, to report. Its Lion rows are where the two
-workarounds for a long-memory optimizer (``ours -drift``, ``ours W=50``) were
-first measured; docs/stable_policy.md checks them on three more data sets.
+was run after the policy was fixed, to report. Its Lion rows are where the
+workarounds for a long-memory optimizer (``ours -drift``, ``ours W=50``,
+``ours dW=50``) were first measured; docs/stable_policy.md checks them on three
+more data sets.
 ``adam + warmup-cosine`` is Adam under a
 5%-warmup cosine schedule to 0 at the grid's peak (the user's own schedule,
 which the controller then scales); its cells are against the best point of
@@ -46,14 +47,16 @@ import adaptive_optax as ao  # pylint: disable=wrong-import-position
 
 GRID = tuple(10.0 ** (k / 2) for k in range(-14, 1))  # 1e-7 ... 1
 STARTS = {"good": 1.0, "100x low": 0.01, "10x high": 10.0}
-# adaptive_scale's keywords per variant: the defaults, and the two
-# workarounds for an optimizer whose memory is longer than a window (Lion's:
-# the drift rule reads it as travel; docs/stable_policy.md, "An optimizer
-# that remembers longer than a window").
+# adaptive_scale's keywords per variant: the defaults, and the workarounds
+# for an optimizer whose memory is longer than a window (Lion's: the drift
+# rule reads it as travel; docs/stable_policy.md, "An optimizer that
+# remembers longer than a window"): no drift rule, longer windows, a longer
+# drift window alone.
 VARIANTS = {"ours": {},
             "ours -drift": {"rules": tuple(r for r in quality.ao_rules()
                                            if r != "drift")},
-            "ours W=50": {"var_window": 50}}
+            "ours W=50": {"var_window": 50},
+            "ours dW=50": {"drift_window": 50}}
 
 
 def _warmup_cosine(lr, steps):
@@ -150,7 +153,8 @@ def main(argv=None):
       "grid (1e-7 ... 1), per seed, geometric mean over the seeds. `fixed`: "
       "the constant rate at that start (`-`: off the grid); `ours`: "
       "`adaptive_scale()` (defaults); `ours -drift`: the same without the "
-      "drift rule; `ours W=50`: `var_window=50`. See the script's "
+      "drift rule; `ours W=50`: `var_window=50`; `ours dW=50`: "
+      "`drift_window=50`. See the script's "
       "docstring.", "",
       head, "|---|---|---:|" + "---:|" * (len(STARTS) * len(names))]
   lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -52,8 +52,8 @@ def parse_variant(text):
     k, _, v = item.partition("=")
     if k == "rules":
       out[k] = tuple(filter(None, v.split(",")))
-    else:
-      out[k] = float(v)
+    else:  # integers stay integers (windows, step counts)
+      out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
   return name, out
 
 

@@ -26,6 +26,7 @@ BAD_POLICY = [
     ("patience", 20.0), ("cooldown", "5"), ("cooldown", 2**31),
     ("T0", 2.5), ("up_factor", "1.1"), ("loss_beta", None),
     ("min_rel_improve", -0.1), ("start_scale", 0.0), ("guard_ratio", 1.0),
+    ("drift_window", 1), ("drift_window", -1), ("drift_window", 50.5),
 ]
 
 
