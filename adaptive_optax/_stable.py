@@ -351,7 +351,10 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   standard errors of the difference of two EMAs (``2 sqrt(2 var_ema)``);
   every move on trial: undone once the reward moves the other way beyond
   the band, or its EMA is back on the other side of the level the moves
-  were made from (``rate /= pending``).
+  were made from (``rate /= pending``). The momentum (when driven) moves by
+  ``+momentum_up`` or ``max(momentum * momentum_down, momentum -
+  momentum_up)`` on the same trial, and is undone with it, back to its
+  value before the trial (``reward_momentum_ref``).
 
   Null evidence: 2.3% per window and side on an i.i.d. reward, but a reward
   that repeats (a rollout's return over its minibatches) or is skewed (a
@@ -359,7 +362,10 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   recovery over several windows) alarms often, and not evenly in the two
   directions: a drift. On trial, a move lasts only while the reward stays
   where it moved to, so a stationary reward, however shaped, returns the
-  rate to its level whenever it turns or crosses back. The loss then only
+  rate (and the momentum) to its level whenever it turns or crosses back:
+  without the trial, and with ``x0.9`` down against ``+0.01`` up, the
+  momentum went from 0.9 to 0.04-0.16 in 20,000 steps of stationary
+  rewards; now 0.85-0.95. The loss then only
   guards (:func:`runaway`, :func:`spike`): it is no measure of progress in
   RL; the rate can also grow by :func:`drift`. ``ev`` is
   :func:`reward_evidence`'s.
@@ -381,17 +387,25 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   rate = rate * undo * move
   fresh = back | ~on_trial
   pending = jnp.where(back, 1, pending) * move
-  pending = jnp.where(jnp.abs(jnp.log(pending)) <= 1e-6, 1, pending)
+  ended = jnp.abs(jnp.log(pending)) <= 1e-6
+  pending = jnp.where(ended, 1, pending)
+  started = fresh & (better | worse)
   if has_momentum:
+    # The momentum's moves share the rate's trial: undone with it (back to
+    # its level before the trial), and down by no more than up.
+    momentum = jnp.where(back, state.reward_momentum_ref, momentum)
+    state = state._replace(reward_momentum_ref=jnp.where(
+        started, momentum, state.reward_momentum_ref))
+    up = c(hp.momentum_up)
     momentum = jnp.where(
-        better, jnp.minimum(c(hp.momentum_max), momentum + c(hp.momentum_up)),
-        jnp.where(worse, jnp.maximum(c(hp.momentum_min),
-                                     momentum * c(hp.momentum_down)),
+        better, jnp.minimum(c(hp.momentum_max), momentum + up),
+        jnp.where(worse, jnp.maximum(
+            c(hp.momentum_min),
+            jnp.maximum(momentum * c(hp.momentum_down), momentum - up)),
                   momentum))
   state = state._replace(
       reward_pending=pending,
-      reward_ref=jnp.where(fresh & (better | worse), state.prev_reward,
-                           state.reward_ref))
+      reward_ref=jnp.where(started, state.prev_reward, state.reward_ref))
   return state, rate, momentum
 
 

@@ -66,6 +66,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
      "beyond the band or crosses back over reward_ref."),
     ("reward_ref", FLOAT, 0.0, "stable: reward EMA before the first move on "
      "trial."),
+    ("reward_momentum_ref", FLOAT, lambda s: s.momentum, "stable: momentum "
+     "before the first move on trial (restored with the rate's undo)."),
     ("prev_window_mean", FLOAT, 0.0, "mean of the last decided window."),
     ("prev_window_var", FLOAT, 0.0, "variance of the last decided window."),
     ("window_noise_var", FLOAT, 0.0, "window_noise of loss_window as the last "

@@ -197,8 +197,9 @@ def adaptive_scale(
       arguments stay so that one config file or preset serves every front
       end (``load_config`` output goes to either); they are validated all
       the same.
-    momentum_down: momentum multiplier when the reward falls; no effect
-      here (see ``momentum_up``).
+    momentum_down: momentum multiplier when the reward falls (stable mode:
+      by no more than ``momentum_up``, on trial with the rate's moves); no
+      effect here (see ``momentum_up``).
     patience: steps without improvement before a big drop.
     big_drop: multiplier of a big drop.
     cooldown: steps after a big drop before another may happen.

@@ -488,6 +488,26 @@ def test_a_stationary_reward_does_not_drift_the_rate(preset):
   assert scales["rising"][-1] > 1.3, scales["rising"][-1]
 
 
+def test_a_stationary_reward_does_not_drift_the_momentum():
+  """``adaptive_hyperparams`` drives the momentum from the reward too: its
+  moves share the rate's trial and go down by no more than up. Before, a
+  stationary reward took it from 0.9 to 0.04-0.16 in 20,000 steps (+0.01 up
+  against x0.9 down, never undone); now 0.85-0.95. A trend still moves it."""
+  kinds = ("capped", "floored", "gauss", "student", "falling", "rising")
+  rewards = jnp.asarray(np.stack([_reward_stream(k) for k in kinds]),
+                        jnp.float32)
+  loss = jnp.asarray(_stream("gauss:0.1", n=rewards.shape[1]), jnp.float32)
+  run = jit_long(jax.vmap(lambda r: ao.simulate(
+      loss, r, learning_rate=0.05, momentum=0.9, use_reward=True)["momentum"]))
+  moms = dict(zip(kinds, np.asarray(run(rewards))))
+  bad = [(k, float(m.min()), float(m.max())) for k, m in moms.items()
+         if k not in ("falling", "rising")
+         and not (m.min() >= 0.8 and m.max() <= 0.97)]
+  assert not bad, bad
+  assert moms["falling"][-1] < 0.5, moms["falling"][-1]
+  assert moms["rising"][-1] > 0.99, moms["rising"][-1]
+
+
 @pytest.mark.parametrize("preset", [None, "rl"])
 def test_a_hard_rollout_does_not_cut_a_reward_driven_rate(preset):
   # PPO: a rollout with a failed episode lowers the mean return and raises
