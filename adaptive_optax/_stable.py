@@ -387,8 +387,7 @@ def reward(hp, state, ev: Evidence, rate, momentum, has_momentum, c):
   rate = rate * undo * move
   fresh = back | ~on_trial
   pending = jnp.where(back, 1, pending) * move
-  ended = jnp.abs(jnp.log(pending)) <= 1e-6
-  pending = jnp.where(ended, 1, pending)
+  pending = jnp.where(jnp.abs(jnp.log(pending)) <= 1e-6, 1, pending)
   started = fresh & (better | worse)
   if has_momentum:
     # The momentum's moves share the rate's trial: undone with it (back to
@@ -433,8 +432,8 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
   best rate consecutive displacements are uncorrelated or point back; far
   below it the parameters keep travelling down the same slope (``align >=
   ALIGN``) while each window's fall is lost in the loss's noise, so the
-  loss's own rules (the probe) see nothing. Where the loss does fall beyond its band,
-  the rule leaves the rate to them: a smooth descent (a full batch, say)
+  loss's own rules (the probe) see nothing. Where the loss does fall beyond
+  its band, the rule leaves the rate to them: a smooth descent (a full batch, say)
   moves the parameters one way at every stable rate, and there the cosine
   says nothing of where the rate becomes unstable. It never acts in the
   warm-up; the probe, when on, measures its next segment from the grown

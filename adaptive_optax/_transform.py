@@ -357,11 +357,7 @@ def _memory_window(factory, momentum, extra, var_window) -> int:
   holds once its window is half that (docs/stable_policy.md, rule 3). Only a
   concrete decay counts.
   """
-  try:
-    defaults = {k: p.default for k, p in
-                inspect.signature(factory).parameters.items()}
-  except (TypeError, ValueError):
-    defaults = {}
+  defaults = {k: p.default for k, p in _factory_signature(factory).items()}
   given = {**defaults, **extra}
   if momentum is not None:
     given["momentum"] = momentum
@@ -379,10 +375,15 @@ def _memory_window(factory, momentum, extra, var_window) -> int:
 
 
 def _factory_params(factory) -> set[str]:
+  return set(_factory_signature(factory))
+
+
+def _factory_signature(factory):
+  """The factory's parameters by name (empty when it has no signature)."""
   try:
-    return set(inspect.signature(factory).parameters)
+    return inspect.signature(factory).parameters
   except (TypeError, ValueError):
-    return set()
+    return {}
 
 
 @_presets.accepts_preset
