@@ -154,7 +154,12 @@ ABLATE = ("warmup", "probe", "drift", "runaway", "spike", "patience",
           "damping", "reward")
 
 
-def run_task(task, seeds, steps, ablation=False):
+# With --horizon: ours told the run's length (``total_steps``), whose final
+# decay (the last ``decay_fraction`` of the run) is the one rule that needs it.
+HORIZON = "ours +horizon"
+
+
+def run_task(task, seeds, steps, ablation=False, horizon=False):
   """Every column on one task: {column: (scores, values, lrs)}.
 
   Arrays are indexed [row, seed(, step)]: rows are grid points for ``grid``
@@ -185,14 +190,18 @@ def run_task(task, seeds, steps, ablation=False):
     columns[name] = _column(task, plateau_build, [(st,) for st in starts],
                             seeds, steps)
 
-  variants = [("reference", "reference", None), ("ours", "stable", None)]
+  variants = [("reference", "reference", None, {}),
+              ("ours", "stable", None, {})]
   if ablation:
-    variants += [(f"ours -{r}", "stable", tuple(x for x in ao_rules() if x != r))
-                 for r in ABLATE if r != "reward" or task.reward]
-  for name, mode, rules in variants:
-    def ctrl_build(start, mode=mode, rules=rules):
+    variants += [(f"ours -{r}", "stable", tuple(x for x in ao_rules() if x != r),
+                  {}) for r in ABLATE if r != "reward" or task.reward]
+  if horizon:
+    variants.append((HORIZON, "stable", None, {"total_steps": steps}))
+  for name, mode, rules, extra in variants:
+    def ctrl_build(start, mode=mode, rules=rules, extra=extra):
       def make():
         kw = {"use_reward": True} if task.reward else {}
+        kw.update(extra)
         if rules is not None:
           kw["rules"] = rules
         return optax.chain(_base(task, lr0 * start),
@@ -255,6 +264,30 @@ def ablation_md(all_tables, ablations):
   return "\n".join(lines)
 
 
+def horizon_md(all_tables):
+  """ours against ours told the run's length, per cell, with the goals."""
+  lines = ["| task | start | ours | ours, `total_steps` given |",
+           "|---|---|---:|---:|"]
+  cols = {"ours": [], HORIZON: []}
+  by_start = {"good": [], "other": []}
+  for name, (table, _, _, _) in all_tables.items():
+    for start, row in table.items():
+      for c in cols:
+        cols[c].append(row[c])
+      by_start["good" if start == "good" else "other"].append(row[HORIZON])
+      lines.append(f"| {name} | {start} | {_fmt(row['ours'])} | "
+                   f"{_fmt(row[HORIZON])} |")
+  for label, f in (("median", np.median), ("worst", np.max)):
+    lines.append(f"| **{label}** | all | " + " | ".join(
+        _fmt(float(f(v))) for v in cols.values()) + " |")
+  h = cols[HORIZON]
+  lines += ["", "With `total_steps` given: good start worst "
+            f"{_fmt(max(by_start['good']))}, 100x low / 10x high worst "
+            f"{_fmt(max(by_start['other']))}, median {_fmt(float(np.median(h)))}"
+            f", worst {_fmt(max(h))}."]
+  return "\n".join(lines)
+
+
 def _clean(x):
   return np.where(np.isfinite(x), x, np.inf)
 
@@ -288,7 +321,7 @@ def score_task(res):
       row[col] = _geomean(_ratios(res[col][0][0], best))
     row["schedule-free"] = _geomean(_ratios(res["schedule-free"][0][j], best))
     for col in res:
-      if col.startswith("ours -"):
+      if col.startswith("ours "):
         row[col] = _geomean(_ratios(res[col][0][j], best))
     table[start] = row
   return table, GRID[i_best], GRID[i_cos], best
@@ -419,6 +452,8 @@ def main(argv=None):
                   default="all", help="which fixed half of the tasks to run")
   ap.add_argument("--ablation", action="store_true",
                   help="also run ours with each stable rule off in turn")
+  ap.add_argument("--horizon", action="store_true",
+                  help="also run ours told the run's length (total_steps)")
   args = ap.parse_args(argv)
 
   makers = {f.__name__: f for f in tasks_lib.ALL}
@@ -440,7 +475,8 @@ def main(argv=None):
     task = makers[name]()
     steps = scaled_steps(task, scale)
     t0 = time.time()
-    res = run_task(task, seeds, steps, ablation=args.ablation)
+    res = run_task(task, seeds, steps, ablation=args.ablation,
+                   horizon=args.horizon)
     timings[task.name] = time.time() - t0
     all_tables[task.name] = score_task(res)
     print(f"{task.name}: {steps} steps x {n_seeds} seeds in "
@@ -467,6 +503,9 @@ def main(argv=None):
     doc += ("\n## Ablation: each stable rule off in turn\n\n"
             + ablation_md(all_tables, {n: t[0] for n, t in all_tables.items()})
             + "\n")
+  if args.horizon:
+    doc += ("\n## With the horizon given: `adaptive_scale(total_steps=<the "
+            "run's steps>)`\n\n" + horizon_md(all_tables) + "\n")
   stem = "quality" if args.split == "all" or args.tasks or args.quick else (
       f"quality_{args.split}")
   with open(os.path.join(args.out, f"{stem}.md"), "w") as f:

@@ -52,6 +52,8 @@ def parse_variant(text):
     k, _, v = item.partition("=")
     if k == "rules":
       out[k] = tuple(filter(None, v.split(",")))
+    elif v == "run":  # total_steps=run: the horizon is the run's length
+      out[k] = v
     else:  # integers stay integers (windows, step counts)
       out[k] = int(v) if v.lstrip("-").isdigit() else float(v)
   return name, out
@@ -65,7 +67,12 @@ def main(argv=None):
   ap.add_argument("--steps-scale", type=float, default=1.0,
                   help="run each task for this fraction of its steps (as quality.py)")
   args = ap.parse_args(argv)
-  makers = {f.__name__: f for f in tasks_lib.ALL}
+  # Rules and constants are chosen on the tune split only.
+  makers = {f.__name__: f for f in tasks_lib.TUNE}
+  unknown = set(args.tasks.split(",")) - set(makers)
+  if unknown:
+    ap.error(f"--tasks: {sorted(unknown)} not in the tune split "
+             f"{sorted(makers)} (holdout tasks run only in quality.py)")
   seeds = list(range(args.seeds))
   variants = [parse_variant(v) for v in (args.variant or ["default"])]
   for name in args.tasks.split(","):
@@ -74,6 +81,7 @@ def main(argv=None):
     steps = q.scaled_steps(task, args.steps_scale)
     best = best_fixed(task, seeds, steps)
     for vname, kw in variants:
+      kw = {k: steps if v == "run" else v for k, v in kw.items()}
       def build(start, kw=kw):
         def make():
           extra = {"use_reward": True} if task.reward else {}

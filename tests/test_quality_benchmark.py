@@ -27,15 +27,20 @@ def quick_run(tmp_path_factory):
   out = tmp_path_factory.mktemp("quality")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   proc = subprocess.run(
-      [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+      [sys.executable, str(SCRIPT), "--quick", "--horizon", "--out", str(out)],
       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return out
 
 
 def _rows(md):
-  """{(task, start): {column: cell}} from the markdown table."""
-  lines = [l for l in md.splitlines() if l.startswith("|")]
+  """{(task, start): {column: cell}} from the (first) markdown table."""
+  lines = []
+  for l in md.split("\n## ")[0].splitlines():
+    if l.startswith("|"):
+      lines.append(l)
+    elif lines:
+      break
   header = [c.strip() for c in lines[0].strip("|").split("|")]
   rows = {}
   for line in lines[2:]:
@@ -78,3 +83,19 @@ def test_goals_are_reported(quick_run):
 def test_plot_is_written(quick_run):
   png = quick_run / "quality_seed_demo.png"
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_horizon_section_runs_ours_told_the_length(quick_run):
+  """``--horizon``: ours again with ``total_steps`` the run's length. Its
+  ``ours`` cells are the main table's; its own differ from them where the
+  final decay (the run's last fifth) moved the final loss."""
+  md = (quick_run / "quality.md").read_text()
+  _, main = _rows(md)
+  _, horizon = _rows(md.split("## With the horizon given")[1])
+  told = []
+  for start in STARTS:
+    row = horizon[("seed_demo", start)]
+    assert row["ours"] == main[("seed_demo", start)]["ours"], (start, row)
+    told.append(row["ours, `total_steps` given"])
+    assert told[-1] == "div" or float(told[-1]) > 0, (start, told[-1])
+  assert any(t != main[("seed_demo", s)]["ours"] for t, s in zip(told, STARTS))
