@@ -232,6 +232,9 @@ def adaptive_scale(
     total_steps: stable mode: the run's length, when known (0: unknown). The
       applied scale then decays as ``1 - sqrt(x)`` over the last
       ``decay_fraction`` of the run, as warmup-stable-decay schedules do.
+      It helps from a rate about right or too high; from one far too low
+      on a short run it costs, the decay coming while the rate still
+      climbs (docs/benchmarks/quality.md).
     decay_fraction: stable mode: see ``total_steps``.
     drift_window: stable mode: the updates per window of the drift rule's
       displacements (0: ``var_window``). Give at least half the optimizer's
