@@ -265,7 +265,8 @@ def ablation_md(all_tables, ablations):
 
 
 def horizon_md(all_tables):
-  """ours against ours told the run's length, per cell, with the goals."""
+  """ours against ours told the run's length, per cell, with median, worst
+  and the worst cells the goals read (good start; 100x low / 10x high)."""
   lines = ["| task | start | ours | ours, `total_steps` given |",
            "|---|---|---:|---:|"]
   cols = {"ours": [], HORIZON: []}

@@ -36,7 +36,7 @@ def quick_run(tmp_path_factory):
 def _rows(md):
   """{(task, start): {column: cell}} from the (first) markdown table."""
   lines = []
-  for l in md.split("\n## ")[0].splitlines():
+  for l in md.splitlines():
     if l.startswith("|"):
       lines.append(l)
     elif lines:
