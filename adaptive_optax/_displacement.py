@@ -8,6 +8,11 @@ minus those at its start. A fixed stride through every leaf keeps at most
 about :data:`SKETCH_SIZE` coordinates, so the cost is a strided read of the
 parameters and a few small vectors whatever the model's size, paid once a
 window; the other steps only count.
+
+A displacement along the parameters themselves (its cosine with the
+parameters at the window's start beyond :data:`RADIAL` in absolute value)
+reports a cosine of 0: the weights growing or shrinking in scale keep one
+direction window after window without going anywhere.
 (Sampling the updates instead made XLA write the whole update tree out
 once more per step: 1.3-1.6x the plain optimizer's step at 1M parameters.)
 """
@@ -28,6 +33,10 @@ SKETCH_SIZE = 4096
 # participation ratio ``(sum s_i^2)^2 / sum s_i^4`` (its effective number of
 # coordinates) must reach this, else no cosine is reported.
 MIN_SPREAD = 8.0
+# A displacement whose cosine with the parameters themselves exceeds this (in
+# absolute value) is the weights growing or shrinking in scale: it reads as
+# not aligned (see _window_end).
+RADIAL = 0.5
 
 
 class Displacement(NamedTuple):
@@ -100,7 +109,13 @@ def _window_end(disp: Displacement, params):
   norms = sq * jnp.vdot(prev, prev)
   spread = sq * sq >= MIN_SPREAD * jnp.sum(cur ** 4)
   ok = (norms > 0) & spread
-  align = jnp.where(ok, jnp.vdot(cur, prev) * jax.lax.rsqrt(
-      jnp.where(ok, norms, 1)), jnp.nan)
+  # Weights that grow (or shrink) along themselves keep one direction window
+  # after window without travelling anywhere (Lion's sign steps inflate the
+  # norm so); a higher rate only speeds that up. Such a window reads as not
+  # aligned (0, not NaN: it also breaks a reward's streak).
+  radial = jnp.vdot(cur, disp.start)
+  scaling = radial * radial > RADIAL**2 * sq * jnp.vdot(disp.start, disp.start)
+  cos = jnp.vdot(cur, prev) * jax.lax.rsqrt(jnp.where(ok, norms, 1))
+  align = jnp.where(ok, jnp.where(scaling, 0, cos), jnp.nan)
   return align, Displacement(start=now, previous=cur,
                              steps=jnp.ones_like(disp.steps))

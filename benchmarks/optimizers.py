@@ -12,11 +12,14 @@ the final held-out loss over the best grid point's of the same seed, as a
 geometric mean over the seeds (1.00: as good as the best constant rate); a
 diverged run counts as 1e6, as in ``quality.py``.
 
-Nothing here was used to choose a rule or a constant of the defaults: it
-was run after the policy was fixed, to report. Its Lion rows are where the
-workarounds for a long-memory optimizer (``ours -drift``, ``ours W=50``,
-``ours dW=50``) were first measured; docs/stable_policy.md checks them on three
-more data sets.
+Its rows chose one constant of the defaults, the drift rule's radial test
+(``RADIAL`` in ``adaptive_optax/_displacement.py``), with the tune split of
+``quality.py``: 1/2, against 0.3 (better on Lion's digits cells, worse from
+100x too low with Adafactor on digits, 3.04 against 2.43) and 0.707 (Lion on
+digits still 5.6-6.8x from the good and high starts). The Lion rows are also
+where the workarounds for a long-memory optimizer (``ours -drift``, ``ours
+W=50``, ``ours dW=50``) were first measured; docs/stable_policy.md checks them
+on three more data sets.
 ``adam + warmup-cosine`` is Adam under a
 5%-warmup cosine schedule to 0 at the grid's peak (the user's own schedule,
 which the controller then scales); its cells are against the best point of

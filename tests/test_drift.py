@@ -83,6 +83,42 @@ def test_with_a_reward_a_random_walk_never_fires_the_rule(opt, dim):
   assert not _noise_run(opt, dim, use_reward=True).any()
 
 
+def _growth_run(opt, dim=64, steps=2000, seed=0):
+  """Gradients ``-p + xi`` (a loss that rewards larger weights) under a
+  loss that is flat noise: the weights grow along themselves. Returns, at
+  every step, whether a drift growth is on trial, and the scale."""
+  tx = optax.chain(opt, ao.adaptive_scale())
+  key = jax.random.PRNGKey(seed)
+  noise = 0.1 * jax.random.normal(key, (steps, dim))
+  losses = 1 + 0.1 * jax.random.normal(jax.random.fold_in(key, 1), (steps,))
+
+  def body(carry, x):
+    params, state = carry
+    xi, loss = x
+    updates, state = tx.update(xi - params, state, params, value=loss)
+    return ((params + updates, state),
+            (state[1].controller.drift_trial > 0, ao.metrics(state)["scale"]))
+
+  params = jax.random.normal(jax.random.fold_in(key, 2), (dim,))
+  _, (fired, scale) = jax.lax.scan(body, (params, tx.init(params)),
+                                   (noise, losses))
+  return np.asarray(fired), np.asarray(scale)
+
+
+@pytest.mark.parametrize("opt", [optax.lion(1e-3), optax.sgd(1e-3)],
+                         ids=["lion", "sgd"])
+def test_weights_that_grow_along_themselves_never_fire_the_rule(opt):
+  """The weights keep one direction window after window, outward along
+  themselves, while the loss shows no progress: growth in scale, not travel
+  (a classifier sharpening on data it fits; Lion, whose sign steps do not
+  shrink as the gradient does, took the held-out loss to 6-7x the best
+  constant rate's this way). Without the radial test the rule fired here
+  (Lion: the scale to max_scale)."""
+  fired, scale = _growth_run(opt)
+  assert not fired.any(), int(fired.sum())
+  assert scale.max() <= 2, scale.max()
+
+
 def _noise_floor_run(opt, dim, k, steps=4000, seed=0, **kw):
   """A quadratic ``k/2 |p|^2`` at its noise floor: minibatch gradients
   ``k p + xi`` and the matching minibatch loss, a closed loop in which the
@@ -399,20 +435,43 @@ def _windows(params_seq, window=4):
   return np.asarray(out), disp
 
 
+def _off_axis(rng, dim=64):
+  """A direction of travel and a starting point orthogonal to it, so the
+  travel is not along the parameters themselves."""
+  direction = rng.normal(size=dim).astype(np.float32)
+  start = rng.normal(size=dim).astype(np.float32)
+  start -= direction * (start @ direction) / (direction @ direction)
+  return direction, 20 * start
+
+
 def test_the_cosine_compares_two_consecutive_windows():
   rng = np.random.default_rng(0)
-  direction = rng.normal(size=64).astype(np.float32)
-  straight = [jnp.asarray(direction * t) for t in range(13)]
+  direction, start = _off_axis(rng)
+  straight = [jnp.asarray(start + direction * t) for t in range(13)]
   align, _ = _windows(straight)
   # Windows end at the 5th, 9th and 13th parameters: the first has no
   # window before it.
   assert np.isnan(align[4]) and align[8] == pytest.approx(1.0)
   assert align[12] == pytest.approx(1.0)
   assert np.isnan(np.delete(align, [8, 12])).all()
-  back_and_forth = [jnp.asarray(direction * (t if t <= 4 else 8 - t))
+  back_and_forth = [jnp.asarray(start + direction * (t if t <= 4 else 8 - t))
                     for t in range(9)]
   align, _ = _windows(back_and_forth)
   assert align[8] == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("path", ["scaled", "signs", "shrinking"])
+def test_a_displacement_along_the_parameters_reads_as_not_aligned(path):
+  """Weights that grow or shrink along themselves (a classifier sharpening
+  on data it fits, Lion's sign steps, weight decay) keep their direction
+  window after window without travelling: the cosine reads 0, not 1.
+  Lion's steps ``sign(p)`` make a cosine of about 0.8 with ``p``."""
+  p0 = np.random.default_rng(1).normal(size=64).astype(np.float32)
+  move = {"scaled": lambda t: p0 * (1 + 0.05 * t),
+          "signs": lambda t: p0 + 0.05 * t * np.sign(p0),
+          "shrinking": lambda t: p0 * 0.97 ** t}[path]
+  align, _ = _windows([jnp.asarray(move(t)) for t in range(13)])
+  assert np.isnan(align[4]) and align[8] == 0 and align[12] == 0, align
 
 
 def test_a_displacement_on_few_coordinates_reports_no_cosine():
@@ -476,11 +535,17 @@ def _scripted_run(directions, use_reward, w=20, dw=None):
   """Parameters moved by hand: window k of ``w`` updates travels
   ``directions[k]``; the loss and the reward are flat (no evidence either
   way). The probe and patience are off: a flat loss would move the rate
-  by those. Returns the decided rate at the end."""
+  by those. The path starts far out, orthogonal to every direction, so it
+  does not run along the parameters themselves (that is growth in scale,
+  not travel). Returns the decided rate at the end."""
   rules = ("spike", "runaway", "reward", "drift")
   tx = ao.adaptive_scale(use_reward=use_reward, var_window=w,
                          drift_window=dw or w, rules=rules)
-  params = jnp.zeros(64)
+  basis = np.linalg.qr(np.stack(directions, axis=1))[0]
+  start = np.random.default_rng(7).normal(size=64)
+  start -= basis @ (basis.T @ start)
+  params = jnp.asarray(start * 100 * max(np.linalg.norm(d) for d in directions)
+                       / np.linalg.norm(start), jnp.float32)
   state = tx.init(params)
   extra = {"reward": 1.0} if use_reward else {}
   step = jax.jit(lambda p, s: tx.update(p, s, p, value=1.0, **extra)[1])
