@@ -299,8 +299,13 @@ def _digits_full_batch(opt, controlled, steps=800):
   return float(held_loss), np.asarray(scale)
 
 
-@pytest.mark.parametrize("opt", [optax.sgd(0.1, momentum=0.9),
-                                 optax.adam(3e-3)], ids=["sgd_m", "adam"])
+@pytest.mark.parametrize("opt", [
+    optax.sgd(0.1, momentum=0.9), optax.adam(3e-3),
+    pytest.param(optax.lion(3e-4), marks=pytest.mark.xfail(strict=True, reason=(
+        "known miss: a sign step's fall keeps pace with the rate on a full "
+        "batch, so the probe's response test passes up to 16x (held-out "
+        "4.39 against 0.33; docs/stable_policy.md)")))],
+    ids=["sgd_m", "adam", "lion"])
 def test_full_batch_training_that_interpolates_keeps_a_good_rate(opt):
   """A full batch that the model fits: the loss falls beyond its band at
   every window and the parameters keep their direction at every stable
