@@ -246,18 +246,23 @@ def ao_rules():
   return _stable.RULES
 
 
+def _cells(tables, col):
+  """A column's cells over the tasks' tables ({start: {column: cell}}):
+  ``(all, good start, the other starts)``."""
+  good, other = [], []
+  for table in tables:
+    for start, row in table.items():
+      if col in row:
+        (good if start == "good" else other).append(row[col])
+  return good + other, good, other
+
+
 def ablation_md(all_tables, ablations):
   """Each rule off in turn: median and worst of ours over the tasks run."""
   lines = ["| variant | median | worst | good-start worst |",
            "|---|---:|---:|---:|"]
   for col in ["ours"] + [f"ours -{r}" for r in ABLATE]:
-    vals, good = [], []
-    for name, per in ablations.items():
-      for start, row in per.items():
-        if col in row:
-          vals.append(row[col])
-          if start == "good":
-            good.append(row[col])
+    vals, good, _ = _cells(ablations.values(), col)
     if vals:
       lines.append(f"| {col} | {_fmt(float(np.median(vals)))} | "
                    f"{_fmt(float(np.max(vals)))} | {_fmt(float(np.max(good)))} |")
@@ -269,22 +274,19 @@ def horizon_md(all_tables):
   and the worst cells the goals read (good start; 100x low / 10x high)."""
   lines = ["| task | start | ours | ours, `total_steps` given |",
            "|---|---|---:|---:|"]
-  cols = {"ours": [], HORIZON: []}
-  by_start = {"good": [], "other": []}
-  for name, (table, _, _, _) in all_tables.items():
+  tables = [t for t, _, _, _ in all_tables.values()]
+  for name, table in zip(all_tables, tables):
     for start, row in table.items():
-      for c in cols:
-        cols[c].append(row[c])
-      by_start["good" if start == "good" else "other"].append(row[HORIZON])
       lines.append(f"| {name} | {start} | {_fmt(row['ours'])} | "
                    f"{_fmt(row[HORIZON])} |")
+  cols = [_cells(tables, c)[0] for c in ("ours", HORIZON)]
   for label, f in (("median", np.median), ("worst", np.max)):
     lines.append(f"| **{label}** | all | " + " | ".join(
-        _fmt(float(f(v))) for v in cols.values()) + " |")
-  h = cols[HORIZON]
+        _fmt(float(f(v))) for v in cols) + " |")
+  h, good, other = _cells(tables, HORIZON)
   lines += ["", "With `total_steps` given: good start worst "
-            f"{_fmt(max(by_start['good']))}, 100x low / 10x high worst "
-            f"{_fmt(max(by_start['other']))}, median {_fmt(float(np.median(h)))}"
+            f"{_fmt(max(good))}, 100x low / 10x high worst "
+            f"{_fmt(max(other))}, median {_fmt(float(np.median(h)))}"
             f", worst {_fmt(max(h))}."]
   return "\n".join(lines)
 
@@ -369,9 +371,7 @@ def markdown(all_tables, meta):
 def goals(all_tables, per_col, med, worst):
   """The goals for ``ours`` (issue 10, C), as a markdown list with pass/fail."""
   ok = lambda b: "PASS" if b else "FAIL"
-  good = [t["good"]["ours"] for t, _, _, _ in all_tables.values()]
-  bad = [t[s]["ours"] for t, _, _, _ in all_tables.values()
-         for s in ("100x low", "10x high")]
+  _, good, bad = _cells([t for t, _, _, _ in all_tables.values()], "ours")
   peers = {c: med[c] for c in ("plateau", "prodigy", "dog", "schedule-free")}
   out = [
       f"- good start within 1.1x of the best fixed LR: worst "

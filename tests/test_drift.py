@@ -440,18 +440,21 @@ def _windows(params_seq, window=4):
   return np.asarray(out), disp
 
 
-def _off_axis(rng, dim=64):
-  """A direction of travel and a starting point orthogonal to it, so the
-  travel is not along the parameters themselves."""
-  direction = rng.normal(size=dim).astype(np.float32)
-  start = rng.normal(size=dim).astype(np.float32)
-  start -= direction * (start @ direction) / (direction @ direction)
-  return direction, 20 * start
+def _off_axis(directions, far, seed=7):
+  """A starting point orthogonal to every direction, ``far`` times the
+  longest one from the origin: a path from it along the directions does not
+  run along the parameters themselves (that reads as growth in scale, not
+  travel)."""
+  basis = np.linalg.qr(np.unique(np.stack(directions), axis=0).T)[0]
+  start = np.random.default_rng(seed).normal(size=basis.shape[0])
+  start -= basis @ (basis.T @ start)
+  return (start * far * max(np.linalg.norm(d) for d in directions)
+          / np.linalg.norm(start)).astype(np.float32)
 
 
 def test_the_cosine_compares_two_consecutive_windows():
-  rng = np.random.default_rng(0)
-  direction, start = _off_axis(rng)
+  direction = np.random.default_rng(0).normal(size=64).astype(np.float32)
+  start = _off_axis([direction], far=20)
   straight = [jnp.asarray(start + direction * t) for t in range(13)]
   align, _ = _windows(straight)
   # Windows end at the 5th, 9th and 13th parameters: the first has no
@@ -540,17 +543,12 @@ def _scripted_run(directions, use_reward, w=20, dw=None):
   """Parameters moved by hand: window k of ``w`` updates travels
   ``directions[k]``; the loss and the reward are flat (no evidence either
   way). The probe and patience are off: a flat loss would move the rate
-  by those. The path starts far out, orthogonal to every direction, so it
-  does not run along the parameters themselves (that is growth in scale,
-  not travel). Returns the decided rate at the end."""
+  by those. The path starts off the origin (:func:`_off_axis`). Returns the
+  decided rate at the end."""
   rules = ("spike", "runaway", "reward", "drift")
   tx = ao.adaptive_scale(use_reward=use_reward, var_window=w,
                          drift_window=dw or w, rules=rules)
-  basis = np.linalg.qr(np.stack(directions, axis=1))[0]
-  start = np.random.default_rng(7).normal(size=64)
-  start -= basis @ (basis.T @ start)
-  params = jnp.asarray(start * 100 * max(np.linalg.norm(d) for d in directions)
-                       / np.linalg.norm(start), jnp.float32)
+  params = jnp.asarray(_off_axis(directions, far=100))
   state = tx.init(params)
   extra = {"reward": 1.0} if use_reward else {}
   step = jax.jit(lambda p, s: tx.update(p, s, p, value=1.0, **extra)[1])
