@@ -378,8 +378,11 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     # cut the rate ~1e-6-fold late in PPO on CartPole.
     burst = nonfinite if cfg.use_reward else is_spike | nonfinite
     before_cut = rate
+    began = burst & (state.spikes == 0)
     state, rate = _stable.explosion(hp, state, ev, burst, seen, loss, rate, c)
     state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
+    state, rate = _stable.spike_trial(hp, cfg, state, rate < before_cut,
+                                      began, rate, c)
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward and "warmup" in rules:

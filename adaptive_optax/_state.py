@@ -114,6 +114,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("sign_age", INT, 2**30, "stable: finite losses since the loss last "
      "crossed 0 (see _stable.level)."),
     ("spikes", INT, 0, "stable: spikes in the current run (saturates at 3)."),
+    ("spike_trial", INT, 0, "stable: steps left in the trial of the last "
+     "spike run's cut (0: none on trial)."),
     ("rises", INT, 0, "stable: consecutive windows worse than the one before."),
     ("has_loss_ema", BOOL, False, "a finite loss has been seen."),
     ("has_prev_loss", BOOL, False, "prev_loss is set."),
@@ -129,6 +131,8 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
      "stable: start-up probe still growing the rate."),
     ("probe_started", BOOL, False, "stable: the probe's first segment has "
      "begun."),
+    ("spike_recur", BOOL, False, "stable: a new spike run began during the "
+     "trial of the last spike run's cut."),
     ("trial", BOOL, False, "stable: the last patience drop is on trial."),
 )
 

@@ -44,6 +44,8 @@ def _stream(name, seed=0, n=STEPS):
   if kind == "outliers":  # a fraction p of the losses h above the level
     p, h = (float(x) for x in arg.split("/"))
     return 1 + 0.05 * rng.normal(size=n) + h * (rng.random(n) < p)
+  if kind == "pareto":  # a power-law tail of index a (a <= 2: no variance)
+    return 1 + rng.pareto(float(arg), size=n)
   if kind == "cauchy":
     return np.abs(1 + 0.05 * rng.standard_cauchy(n))
   if kind == "logou":  # correlated: an AR(1) of coefficient 0.99 in the log
@@ -127,14 +129,14 @@ def test_trendless_streams_keep_the_scale_within_bounds(use_cosine):
 
 
 # More trendless shapes (outliers, correlation, quantization, NaNs, bursts,
-# square waves, extreme scales, mostly-zero losses): checked without the
-# cosine overlay, under which logou and outliers:0.05/10 dip below 1e-3
-# (docs/stable_policy.md).
+# square waves, extreme scales, mostly-zero losses, a tail without a
+# variance): checked without the cosine overlay, under which logou and
+# outliers:0.05/10 dip below 1e-3 (docs/stable_policy.md).
 MORE_NULL_STREAMS = (
     "outliers:0.01/50", "outliers:0.05/10", "cauchy", "logou", "quantized",
     "constant", "nan_every:10", "bursts", "square:100", "square:1000", "chirp",
     "expsaw:500", "spike_every:50", "scaled:1e-8", "scaled:1e8",
-    "bernoulli:0.5", "bernoulli:0.05")
+    "bernoulli:0.5", "bernoulli:0.05", "pareto:1.5")
 
 
 def test_more_trendless_shapes_keep_the_scale_within_bounds():
@@ -391,6 +393,57 @@ def test_the_spike_run_false_alarm_rate_on_heavy_tails():
   cuts = (stored[..., 1:] < 0.999 * stored[..., :-1]).sum(-1).mean(-1)
   assert cuts[0] == 0 and cuts[1] == 0, cuts
   assert cuts[2] <= 1.5, cuts
+
+
+def test_heavy_tailed_noise_is_not_cut_for_good_over_a_long_run():
+  # 100,000 steps of noise whose spikes make cutting runs common (about one
+  # per 10,000 steps under lognormal sigma 1). Without the cuts' trial
+  # (_stable.spike_trial) each cut stayed: the spike rule alone ended at
+  # 5e-4 and 2e-3 on these Pareto streams and 0.03 and 0.5 on the
+  # lognormal ones. With it, a cut after which the spikes go on is undone.
+  kinds = ("pareto:1.5", "lognormal:1.0")
+  losses = jnp.asarray(np.stack([_stream(k, seed=s, n=100_000) for k in kinds
+                                 for s in range(2)]), jnp.float32)
+  run = jit_long(jax.vmap(lambda l: ao.simulate(l, rules=("spike",))[
+      "stored_scale"][-1]))
+  final = np.asarray(run(losses))
+  assert np.all(final >= 0.5), final
+
+
+def test_heavy_tailed_noise_keeps_the_scale_within_bounds_over_a_long_run():
+  # The issue's bound, over ten times its 10,000 steps. Before the trial
+  # of the spike runs' cuts the lognormal and Pareto streams left it on
+  # this seed (lowest 7.8e-4 and 2.4e-5), the outliers on seed 1 (1.2e-5;
+  # benchmarks/results/null_streams_100k.md).
+  names = ("lognormal:1.0", "outliers:0.05/10", "pareto:1.5")
+  bad = _outside(names, _scales(names, n=100_000))
+  assert not bad, bad
+
+
+def _after_turns(tail):
+  """The divergence by turns, then calm losses at the old level, then
+  ``tail``: the stored scale at the turns' end and at the end."""
+  rng = np.random.default_rng(1)
+  turns = _by_turns()
+  calm = lambda n: 1 + 0.05 * rng.normal(size=n)  # noqa: E731
+  loss = np.concatenate([turns, calm(100), tail, calm(400)])
+  stored = np.asarray(ao.simulate(jnp.asarray(loss, jnp.float32),
+                                  rules=("spike",))["stored_scale"])
+  return stored[len(turns) - 1], stored[-1]
+
+
+def test_a_spike_cut_stays_when_the_spikes_stop():
+  cut, end = _after_turns(np.ones(0))
+  assert cut <= 0.5 ** 8, cut
+  assert end == cut, (cut, end)
+
+
+def test_a_spike_cut_after_which_the_spikes_go_on_is_undone_once():
+  # One new spike within the trial: the last halving is undone at its end,
+  # and only that one (a deep cut is no stray spike's to restore).
+  cut, end = _after_turns(np.array([10.0]))
+  assert cut <= 0.5 ** 8, cut
+  np.testing.assert_allclose(end, 2 * cut, rtol=1e-6)
 
 
 def _train(loss_fn, params, tx, steps, data=None):
