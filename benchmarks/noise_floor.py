@@ -50,9 +50,9 @@ def _columns(steps):
   return cols
 
 
-def run(make_tx, df, seeds, steps):
+def run(make_tx, df, seeds, steps, controlled):
   """Per seed: (squared error of the final weights, mean applied scale over
-  the last 2,000 steps or NaN without a controller)."""
+  the last 2,000 steps, NaN unless ``controlled``)."""
 
   def one(seed):
     k_true, k_run = jax.random.split(jax.random.PRNGKey(seed))
@@ -68,8 +68,7 @@ def run(make_tx, df, seeds, steps):
       y = x @ w_true + jax.random.t(k_e, df, (BATCH,))
       loss, g = jax.value_and_grad(lambda p: jnp.mean((x @ p - y) ** 2))(p)
       u, state = tx.update(g, state, p, value=loss)
-      found = optax.tree.get_all_with_path(state, "applied_rate")
-      scale = found[0][1] if found else jnp.nan
+      scale = ao.metrics(state)["scale"] if controlled else jnp.nan
       return (optax.apply_updates(p, u), state), scale
 
     (p, _), scales = jax.lax.scan(body, (p, state),
@@ -93,7 +92,8 @@ def main(argv=None):
   rows = []
   for df in (float(d) for d in args.dfs.split(",")):
     for name, make in _columns(args.steps).items():
-      err, scale = run(make, df, seeds, args.steps)
+      err, scale = run(make, df, seeds, args.steps,
+                       controlled=name.startswith("ours"))
       rows.append([f"{df:g}", name, " / ".join(f"{e:.2g}" for e in err),
                    " / ".join(f"{s:.2g}" for s in scale)
                    if np.all(np.isfinite(scale)) else "-"])
