@@ -1,6 +1,6 @@
 """The applied scale on trendless loss streams, through ``ao.simulate``.
 
-Every stream of ``tests/test_null_evidence.py`` (the 15 it bounds, the 17
+Every stream of ``tests/test_null_evidence.py`` (the 15 it bounds, the 27
 more shapes, the switching ones it keeps as a known failure, and the ones it
 only lists for this script), over
 several seeds, with and without the cosine overlay: the lowest and highest

@@ -95,6 +95,19 @@ def _stream(name, seed=0, n=STEPS):
     return np.repeat(1 + 0.3 * rng.normal(size=n // k + 1), k)[:n]
   if kind == "walk":  # a random walk of the log-loss, s per step
     return np.exp(np.cumsum(float(arg) * rng.normal(size=n)))
+  if kind == "giant":  # one loss of 1e12 at step k, else level 1
+    return np.where(t == int(arg), 1e12, 1 + 0.1 * rng.normal(size=n))
+  if kind == "inf_every":  # +inf every k steps (an overflowing batch)
+    return np.where(t % int(arg) == 7, np.inf, 1 + 0.1 * rng.normal(size=n))
+  if kind == "negative":  # a loss below 0 everywhere (a log-likelihood)
+    return -float(arg) * (1 + 0.03 * rng.normal(size=n))
+  if kind == "alternate":  # 2 every p-th step, else 1, no noise
+    return np.where(t % int(arg) == 0, 2.0, 1.0)
+  if kind == "signflip":  # level +1 and -1 by blocks of b steps
+    return np.where((t // int(arg)) % 2, 1.0, -1.0) * (1 + 0.1 * rng.normal(size=n))
+  if kind == "bf16":  # 1% noise rounded to bfloat16 (steps of 2^-7 near 1)
+    x = jnp.asarray(1 + 0.01 * rng.normal(size=n), jnp.bfloat16)
+    return np.asarray(x.astype(jnp.float32), np.float64)
   raise ValueError(name)
 
 
@@ -136,7 +149,9 @@ MORE_NULL_STREAMS = (
     "outliers:0.01/50", "outliers:0.05/10", "cauchy", "logou", "quantized",
     "constant", "nan_every:10", "bursts", "square:100", "square:1000", "chirp",
     "expsaw:500", "spike_every:50", "scaled:1e-8", "scaled:1e8",
-    "bernoulli:0.5", "bernoulli:0.05", "pareto:1.5")
+    "bernoulli:0.5", "bernoulli:0.05", "pareto:1.5", "scaled:1e30",
+    "scaled:1e-30", "giant:5000", "inf_every:100", "negative:100",
+    "alternate:2", "alternate:3", "signflip:200", "bf16")
 
 
 def test_more_trendless_shapes_keep_the_scale_within_bounds():
