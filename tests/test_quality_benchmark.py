@@ -99,3 +99,34 @@ def test_the_horizon_section_runs_ours_told_the_length(quick_run):
     told.append(row["ours, `total_steps` given"])
     assert told[-1] == "div" or float(told[-1]) > 0, (start, told[-1])
   assert any(t != main[("seed_demo", s)]["ours"] for t, s in zip(told, STARTS))
+
+
+TRACE = ROOT / "benchmarks" / "trace.py"
+
+
+def _trace(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, str(TRACE), *args], cwd=ROOT,
+                        env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_trace_prints_the_chosen_fields_every_few_steps():
+  proc = _trace("cyclic_linreg", "--steps", "40", "--every", "20",
+                "--fields", "stored_rate,warmup")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert lines[0] == "step value stored_rate warmup"
+  rows = [l.split() for l in lines[1:-1]]
+  assert [r[0] for r in rows] == ["0", "20"]
+  # After the first update the decided rate is the probe's first rung,
+  # the given rate over probe_growth, and the warm-up is under way.
+  assert float(rows[0][2]) == 0.5 and float(rows[0][3]) < 1
+  assert lines[-1].startswith("score ") and math.isfinite(
+      float(lines[-1].split()[1]))
+
+
+def test_trace_refuses_holdout_tasks_and_unknown_fields():
+  proc = _trace("iris_tiny")
+  assert proc.returncode == 2 and "not a tune task" in proc.stderr
+  proc = _trace("seed_demo", "--fields", "nope")
+  assert proc.returncode == 2 and "unknown --fields ['nope']" in proc.stderr
