@@ -2,7 +2,8 @@
 """What the stable policy did, step by step, on one TUNE task: a debugging aid.
 
 Trains one tune task of ``benchmarks/quality.py`` with ``adaptive_scale()``
-from one start and seed, in one jitted ``lax.scan``, and prints the loss and
+from one start and seed (the suite's initialisation and data order for that
+seed), in one jitted ``lax.scan``, and prints the loss and
 the chosen controller fields (``adaptive_optax.ControllerState`` names, see
 ``_state.SCHEMA``) every ``--every`` steps, then the task's score. Holdout
 tasks are refused, as in ``tune_ours.py``: rules are designed by reading the
