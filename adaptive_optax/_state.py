@@ -346,11 +346,16 @@ def check_config(state: ControllerState, cfg: Config) -> None:
           "configuration (state.config), or start from tx.init.")
 
 
-def configs_in(tree) -> list[Config]:
-  """The configurations of every controller state in ``tree``, in order."""
+def controllers_in(tree) -> list[ControllerState]:
+  """Every controller state in ``tree`` (an optimizer state), in order."""
   found = jax.tree_util.tree_flatten(
       tree, is_leaf=lambda x: isinstance(x, ControllerState))[0]
-  return [s.config for s in found if isinstance(s, ControllerState)]
+  return [s for s in found if isinstance(s, ControllerState)]
+
+
+def configs_in(tree) -> list[Config]:
+  """The configurations of every controller state in ``tree``, in order."""
+  return [s.config for s in controllers_in(tree)]
 
 
 def array_kinds() -> dict[str, str]:

@@ -20,6 +20,7 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,36 +32,24 @@ from adaptive_optax import _state  # pylint: disable=wrong-import-position
 DEFAULT_FIELDS = "stored_rate,applied_rate,probing,spikes,cooldown_left,trial"
 
 
-def _controller(state) -> ao.ControllerState:
-  """The one ControllerState inside an optax chain's state."""
-  found = [x for x in jax.tree.leaves(
-      state, is_leaf=lambda x: isinstance(x, ao.ControllerState))
-           if isinstance(x, ao.ControllerState)]
-  if len(found) != 1:
-    raise ValueError(f"expected one controller state, found {len(found)}")
-  return found[0]
-
-
 def trace(task, start: float, seed: int, steps: int, fields):
-  """(score, per-step {"value": losses, field: values}) of one run."""
+  """(score, per-step {"value": losses, field: values}) of one run: the
+  suite's own run (``quality._run``), recording the fields where it records
+  the rate."""
   extra = {"use_reward": True} if task.reward else {}
-  tx = optax.chain(q._base(task, task.lr * start),  # pylint: disable=protected-access
-                   ao.adaptive_scale(**extra))
-  k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))
-  params = task.init(k_init)
-  xs = task.stream(k_data, steps)
+  make_tx = lambda: optax.chain(  # noqa: E731
+      q._base(task, task.lr * start),  # pylint: disable=protected-access
+      ao.adaptive_scale(**extra))
 
-  def body(carry, x):
-    p, s = carry
-    (_, aux), g = jax.value_and_grad(task.step_loss, has_aux=True)(p, x)
-    feed = {"reward": aux["reward"]} if task.reward else {}
-    u, s = tx.update(g, s, p, value=aux["value"], **feed)
-    f = _controller(s).unpack()
-    return (optax.apply_updates(p, u), s), (aux, {k: getattr(f, k) for k in fields})
+  def record(opt_state, _):
+    (ctrl,) = _state.controllers_in(opt_state)
+    return jnp.stack([jnp.asarray(getattr(ctrl, k), jnp.float32)
+                      for k in fields], axis=-1)
 
-  run = jax.jit(lambda p, s: jax.lax.scan(body, (p, s), xs))
-  (params, _), (aux, out) = run(params, tx.init(params))
-  return float(task.score(params, aux)), {"value": aux["value"], **out}
+  score, value, rows = jax.jit(lambda: q._run(  # pylint: disable=protected-access
+      task, make_tx, record, steps, task.reward, seed))()
+  return float(score), {"value": value, **{k: rows[:, i] for i, k in
+                                           enumerate(fields)}}
 
 
 def main(argv=None):
