@@ -383,6 +383,7 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     state = _stable.mark_ceiling(hp, state, before_cut, rate, c)
     state, rate = _stable.spike_trial(hp, cfg, state, rate < before_cut,
                                       began, rate, c)
+    state = state._replace(cut_since=state.cut_since | (rate < before_cut))
 
   end_probe = jnp.zeros((), bool)
   if "probe" in rules and not cfg.use_reward and "warmup" in rules:
@@ -393,7 +394,7 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
     # the loss gives no evidence either way.
     cut = jnp.where(nonfinite, c(hp.big_drop), step_factor)
     rate = jnp.where(stopped, rate * state.warmup * cut, rate)
-    state = state._replace(warmup=warm)
+    state = state._replace(warmup=warm, cut_since=state.cut_since | stopped)
   if "probe" in rules and not cfg.use_reward:
     state, rate, end_probe = _stable.probe(hp, cfg, state, ev, rate,
                                            is_spike, c)
@@ -434,6 +435,8 @@ def _stable_step(hp, cfg, state, loss, reward, align=None):
   if "patience" in rules and not cfg.use_reward:
     state, rate = _stable.patience(hp, cfg, state, ev, rate, end_probe, c)
 
+  # The window rules have read it: a guard's cut counts for one window.
+  state = state._replace(cut_since=state.cut_since & ~ev.decide)
   rel_var = var / (mean * mean + _REL_EPS)
   rel_var = jnp.where((state.window_fill > 1) & has_level, rel_var, 0)
   applied = _stable.modulate(hp, cfg, rate, rel_var, step_factor,

@@ -29,6 +29,11 @@ is stated in its docstring (and checked in ``tests/test_null_evidence.py``):
   (:func:`cosine_overlay`, held at 1 while the probe runs) and the
   horizon's final decay, applied to the applied rate only.
 
+One divergence, one cut: a window that a divergence made worse, after a
+guard (a run of spikes, the warm-up's stop) already cut the rate for it,
+cuts no more through the window rules (the probe's fall back, the drift
+rule's undo, a patience drop), see :func:`paid`.
+
 Each rule can be switched off (``Config.rules``) for the ablation in
 ``benchmarks/quality.py``. The functions work on the unpacked
 :class:`adaptive_optax._policy.Fields`; ``rate`` is the decided rate.
@@ -163,6 +168,25 @@ def level(cfg, before, loss, has_loss):
   return age.astype(jnp.int32), age >= cfg.var_window
 
 
+def paid(state):
+  """Whether a guard cut the rate since the last decided window: the
+  window rules (the probe's fall back by ``g**2``, the drift rule's undo, a
+  patience drop) then do not cut for this window.
+
+  A divergence that a run of spikes (or the warm-up's stop) caught leaves
+  the next window worse than the one before, and every window rule reads
+  that window: each cut again for it. On the seed's demo from 10x too high
+  (seed 1) a doubling to 3.7x the good rate diverged; the run of spikes
+  halved the rate twice, then the window closed worse and the probe divided
+  it by 4 and a patience check by 2: 32x in all, to a tenth of the good rate,
+  where the rate it grew from had been stable. A loss that steps up to a
+  new level and stays there, which no cut mends, was cut 16x where the
+  spikes cut 2x. The guard that caught the divergence cut for it; the
+  window rules act again at the next window, which the cut's effect decides.
+  """
+  return state.cut_since
+
+
 def evidence(hp, cfg, state, has_loss, mean, var, c) -> Evidence:
   """Compares the closing window with the previous one.
 
@@ -260,8 +284,8 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
   significant fall, or no response) ends the probe and reverts the growth
   it tested, but never below the given rate. A
   window worse than the one before by two bands ends it too, falling back
-  by ``g**2``; a spike above the given rate ends it too, reverting the last
-  growth.
+  by ``g**2`` (not where a guard already cut for it, :func:`paid`); a
+  spike above the given rate ends it too, reverting the last growth.
 
   Null evidence: a segment's fall passes two standard errors with
   probability about 5% on i.i.d. noise (four looks at 2.3%), and the
@@ -313,7 +337,7 @@ def probe(hp, cfg, state, ev: Evidence, rate, is_spike, c):
                          state.given_rate)
   rate = jnp.where(grow, rate * g, jnp.where(
       retry, state.given_rate, jnp.where(fail, fallback, jnp.where(
-          worse, rate / (g * g), jnp.where(
+          worse, jnp.where(paid(state), rate, rate / (g * g)), jnp.where(
               spiked, jnp.maximum(state.probe_base, state.given_rate),
               rate)))))
   # A change of rate leaves the next window to settle; a segment's
@@ -487,7 +511,8 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
 
   Each growth is on trial for two windows (the first is half at each rate),
   neither of which may be worse than the one before beyond the band, else
-  it is undone; no growth while one is on trial. A divergence under
+  it is undone (its trial ends without a cut where a guard already cut,
+  :func:`paid`); no growth while one is on trial. A divergence under
   momentum can take longer to show: the first guard cut after a growth caps
   the rule at half the rate it cut (``drift_ceiling``, :func:`mark_ceiling`).
 
@@ -526,7 +551,7 @@ def drift(hp, state, ev: Evidence, align, rate, c, streak=False):
                          drift_last=jnp.where(fresh, align, state.drift_last))
   g = c(hp.probe_growth)
   undo = ev.known & (state.drift_trial > 0) & ev.worse
-  rate = jnp.where(undo, rate / g, rate)
+  rate = jnp.where(undo & ~paid(state), rate / g, rate)
   room = (state.drift_ceiling <= 0) | (
       rate * g <= state.drift_ceiling * (1 + 1e-6))
   # A growth on trial is judged (or undone) at this window at the earliest:
@@ -574,7 +599,8 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
     what held it up;
   * otherwise the rate drops by ``big_drop`` unless the loss fell since the
     last check beyond the band: a loss still falling, however slowly, is
-    not stalled.
+    not stalled; nor where a guard cut the rate since the last window
+    (:func:`paid`): that stall is a divergence's, already cut for.
 
   Null evidence: a trendless loss drops and undoes alternately, so the rate
   is the given one or half of it, never lower.
@@ -592,7 +618,7 @@ def patience(hp, cfg, state, ev: Evidence, rate, period_start, c):
 
   undo = check & state.trial & ~fell_since(state.trial_ref)
   progress = fell_since(state.plateau_ref)
-  drop = check & ~undo & ~progress
+  drop = check & ~undo & ~progress & ~paid(state)
   rate = jnp.where(undo, rate / c(hp.big_drop),
                    jnp.where(drop, rate * c(hp.big_drop), rate))
   period = check | period_start

@@ -124,6 +124,9 @@ SCHEMA: tuple[tuple[str, str, Any, str], ...] = (
     ("has_prev_window", BOOL, False, "a window has been decided."),
     ("drift_trial", INT, 0, "stable: windows until the drift rule's last "
      "growth is judged (2: the next settles, 1: the next is judged)."),
+    ("cut_since", BOOL, False, "stable: a guard (a run of spikes, the "
+     "warm-up's stop) cut the rate since the last decided window; the "
+     "window rules then do not cut for that window (see _stable.paid)."),
     ("drift_grew", BOOL, False, "stable: the drift rule grew the rate since "
      "the last guard cut (the next cut then sets drift_ceiling)."),
     ("probing", BOOL, lambda s: (s.cfg.mode == "stable" and not
