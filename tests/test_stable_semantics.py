@@ -272,8 +272,8 @@ def _power_law_run(given, seed, steps=3000):
 @pytest.mark.xfail(strict=True, reason=(
     "known miss: the probe's response test compares two rates at two times, "
     "and a loss that falls as a power law of its time slows by itself "
-    "(docs/stable_policy.md, 'Why the probe still stops short from 100x too "
-    "low')"))
+    "(docs/stable_policy.md, 'A loss that falls as a power law of its "
+    "time')"))
 def test_the_probe_climbs_on_a_loss_that_is_a_power_law_of_its_time():
   """From 100x too low (0.01, a best constant rate about 0.58): the probe's
   growths beyond the given rate must speed the log-loss's fall per window
